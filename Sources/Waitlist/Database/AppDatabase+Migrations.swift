@@ -1,0 +1,98 @@
+import Foundation
+import GRDB
+
+extension AppDatabase {
+    /// The schema, one migration per shipped change. A migration that has shipped is never edited.
+    ///
+    /// Every rule that must hold lives here: one subscriber per address and course, one open
+    /// opening per course, one announcement per subscriber and opening, the states a row may take.
+    static var migrator: DatabaseMigrator {
+        var migrator = DatabaseMigrator()
+
+        migrator.registerMigration("v1: courses, subscribers, tokens, outbox") { db in
+            try db.execute(
+                sql: """
+                    CREATE TABLE course (
+                        id INTEGER PRIMARY KEY AUTOINCREMENT,
+                        slug TEXT NOT NULL UNIQUE CHECK (slug GLOB '[a-z0-9]*' AND slug NOT GLOB '*[^a-z0-9-]*' AND length(slug) <= 64),
+                        title TEXT NOT NULL CHECK (length(title) BETWEEN 1 AND 200),
+                        enrolURL TEXT,
+                        createdAt DATETIME NOT NULL
+                    );
+
+                    -- One row each time enrolment opens; the open one has closedAt NULL.
+                    CREATE TABLE opening (
+                        id INTEGER PRIMARY KEY AUTOINCREMENT,
+                        courseId INTEGER NOT NULL REFERENCES course(id) ON DELETE CASCADE,
+                        date TEXT NOT NULL CHECK (date GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]'),
+                        enrolURL TEXT NOT NULL,
+                        openedAt DATETIME NOT NULL,
+                        closedAt DATETIME
+                    );
+                    CREATE UNIQUE INDEX opening_one_open_per_course ON opening(courseId) WHERE closedAt IS NULL;
+
+                    CREATE TABLE subscriber (
+                        id INTEGER PRIMARY KEY AUTOINCREMENT,
+                        courseId INTEGER NOT NULL REFERENCES course(id) ON DELETE CASCADE,
+                        email TEXT NOT NULL,
+                        emailKey TEXT NOT NULL,
+                        language TEXT NOT NULL CHECK (language IN ('ru', 'en')),
+                        status TEXT NOT NULL CHECK (status IN ('pending', 'confirmed', 'unsubscribed', 'bounced')),
+                        createdAt DATETIME NOT NULL,
+                        signupSource TEXT,
+                        signupIP TEXT,
+                        signupUserAgent TEXT,
+                        confirmedAt DATETIME,
+                        confirmIP TEXT,
+                        confirmUserAgent TEXT,
+                        unsubscribedAt DATETIME,
+                        bouncedAt DATETIME,
+                        UNIQUE (courseId, emailKey),
+                        CHECK (status != 'confirmed' OR confirmedAt IS NOT NULL)
+                    );
+                    CREATE INDEX subscriber_by_status ON subscriber(courseId, status);
+                    CREATE INDEX subscriber_by_email ON subscriber(emailKey);
+
+                    -- Only the SHA-256 of a token is kept.
+                    CREATE TABLE token (
+                        id INTEGER PRIMARY KEY AUTOINCREMENT,
+                        subscriberId INTEGER NOT NULL REFERENCES subscriber(id) ON DELETE CASCADE,
+                        purpose TEXT NOT NULL CHECK (purpose IN ('confirm', 'unsubscribe')),
+                        hash BLOB NOT NULL UNIQUE CHECK (length(hash) = 32),
+                        createdAt DATETIME NOT NULL,
+                        expiresAt DATETIME
+                    );
+                    CREATE INDEX token_by_subscriber ON token(subscriberId);
+
+                    -- One row per message to send; the worker leases rows, renders and delivers them.
+                    CREATE TABLE outbox (
+                        id INTEGER PRIMARY KEY AUTOINCREMENT,
+                        kind TEXT NOT NULL CHECK (kind IN ('confirmation', 'announcement')),
+                        subscriberId INTEGER NOT NULL REFERENCES subscriber(id) ON DELETE CASCADE,
+                        openingId INTEGER REFERENCES opening(id) ON DELETE CASCADE,
+                        state TEXT NOT NULL CHECK (state IN ('queued', 'sent', 'failed', 'cancelled')),
+                        attempts INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+                        nextAttemptAt DATETIME NOT NULL,
+                        leaseOwner TEXT,
+                        leaseExpiresAt DATETIME,
+                        lastError TEXT,
+                        createdAt DATETIME NOT NULL,
+                        sentAt DATETIME,
+                        UNIQUE (subscriberId, openingId),
+                        CHECK ((kind = 'announcement') = (openingId IS NOT NULL)),
+                        CHECK (state != 'sent' OR sentAt IS NOT NULL)
+                    );
+                    CREATE INDEX outbox_due ON outbox(nextAttemptAt) WHERE state = 'queued';
+                    CREATE INDEX outbox_by_subscriber ON outbox(subscriberId, kind, createdAt);
+                    CREATE INDEX outbox_by_opening ON outbox(openingId, state);
+                    """
+            )
+            try db.execute(
+                sql: "INSERT INTO course (slug, title, createdAt) VALUES (?, ?, ?)",
+                arguments: [Course.defaultSlug, Course.defaultTitle, Date()]
+            )
+        }
+
+        return migrator
+    }
+}

@@ -1,0 +1,196 @@
+import Foundation
+import GRDB
+
+/// A claimed outbox row with everything needed to render its mail, including fresh tokens.
+///
+/// The tokens exist in clear only here, in memory, between the claim and the delivery.
+public struct Delivery: Sendable {
+    public var outboxId: Int64
+    public var kind: MailKind
+    public var recipient: String
+    public var language: Language
+    public var course: Course
+    /// The opening an announcement is about; `nil` for a confirmation.
+    public var opening: Opening?
+    /// The link token of a confirmation mail.
+    public var confirmToken: Token?
+    /// Every mail carries an unsubscribe (for a confirmation: "cancel this signup") link.
+    public var unsubscribeToken: Token
+    /// How many times this row has been claimed, this time included.
+    public var attempt: Int
+}
+
+/// What is left in the outbox, for `waitlist send` and progress reports.
+public struct OutboxBacklog: Sendable, Equatable {
+    /// Queued and due now, free to claim.
+    public var ready: Int
+    /// Queued and due, but leased by a worker (this process or another) right now.
+    public var leased: Int
+    /// Queued for a later retry.
+    public var later: Int
+    /// When the earliest of ``later`` is due.
+    public var nextAttemptAt: Date?
+
+    /// Nothing at all is queued.
+    public var isEmpty: Bool { ready + leased + later == 0 }
+}
+
+/// The retry schedule for transient failures.
+public enum RetryPolicy {
+    /// The first retry comes after this long.
+    public static let firstDelay: TimeInterval = 30
+    /// Retries are never further apart than this.
+    public static let longestDelay: TimeInterval = 15 * 60
+    /// A message still undelivered this long after it was queued is given up.
+    public static let giveUpAfter: TimeInterval = 3 * 24 * 3600
+
+    /// The wait before the next try after `attempt` tries have failed (1-based): 30 s, 1, 2, 4, 8 min, then 15 min.
+    public static func delay(afterAttempt attempt: Int) -> TimeInterval {
+        let exponent = max(0, min(attempt - 1, 10))
+        return min(longestDelay, firstDelay * Double(1 << exponent))
+    }
+}
+
+extension AppDatabase {
+    // MARK: - Claims
+
+    /// Leases up to `limit` due messages for `owner` until `now + lease`, issues their tokens, and
+    /// cancels any that should no longer go out (the subscriber left, enrolment closed).
+    ///
+    /// Claiming is one write transaction, so two workers (the server and `waitlist send`, say)
+    /// never hold the same row; a lease left by a process that died expires and is claimed again.
+    public func claimDue(owner: String, limit: Int, lease: TimeInterval, now: Date = Date()) throws -> [Delivery] {
+        try writer.write { db in
+            let rows = try Row.fetchAll(
+                db,
+                sql: """
+                    UPDATE outbox SET leaseOwner = ?, leaseExpiresAt = ?, attempts = attempts + 1
+                    WHERE id IN (
+                        SELECT id FROM outbox
+                        WHERE state = 'queued' AND nextAttemptAt <= ? AND (leaseExpiresAt IS NULL OR leaseExpiresAt <= ?)
+                        ORDER BY nextAttemptAt, id LIMIT ?)
+                    RETURNING id, kind, subscriberId, openingId, attempts
+                    """,
+                arguments: [owner, now.addingTimeInterval(lease), now, now, limit])
+            var deliveries: [Delivery] = []
+            for row in rows {
+                let id: Int64 = row["id"]
+                let kind: MailKind = row["kind"]
+                let openingId: Int64? = row["openingId"]
+                guard let subscriber = try Subscriber.fetchOne(db, key: row["subscriberId"] as Int64),
+                    let course = try Course.fetchOne(db, key: subscriber.courseId)
+                else { continue }
+                let opening = try openingId.flatMap { try Opening.fetchOne(db, key: $0) }
+                let stillWanted =
+                    switch kind {
+                    case .confirmation: subscriber.status == .pending
+                    case .announcement: subscriber.status == .confirmed && opening?.closedAt == nil
+                    }
+                guard stillWanted else {
+                    try db.execute(
+                        sql: "UPDATE outbox SET state = 'cancelled', leaseOwner = NULL, leaseExpiresAt = NULL WHERE id = ?", arguments: [id])
+                    continue
+                }
+                let confirmToken = kind == .confirmation ? try Self.issueToken(db, subscriberId: subscriber.id!, purpose: .confirm, now: now) : nil
+                let unsubscribeToken = try Self.issueToken(db, subscriberId: subscriber.id!, purpose: .unsubscribe, now: now)
+                deliveries.append(
+                    Delivery(
+                        outboxId: id, kind: kind, recipient: subscriber.email, language: subscriber.language, course: course,
+                        opening: opening, confirmToken: confirmToken, unsubscribeToken: unsubscribeToken, attempt: row["attempts"]))
+            }
+            return deliveries
+        }
+    }
+
+    /// Extends the lease of rows still in hand, before a slow step.
+    public func renewLease(ids: [Int64], owner: String, lease: TimeInterval, now: Date = Date()) throws {
+        guard !ids.isEmpty else { return }
+        try writer.write { db in
+            try OutboxMessage.filter(ids.contains(Column("id")) && Column("leaseOwner") == owner && OutboxMessage.Columns.state == OutboxState.queued)
+                .updateAll(db, Column("leaseExpiresAt").set(to: now.addingTimeInterval(lease)))
+        }
+    }
+
+    /// Gives back rows that were claimed but not tried (the worker is stopping).
+    public func releaseLease(ids: [Int64], owner: String) throws {
+        guard !ids.isEmpty else { return }
+        try writer.write { db in
+            try OutboxMessage.filter(ids.contains(Column("id")) && Column("leaseOwner") == owner && OutboxMessage.Columns.state == OutboxState.queued)
+                .updateAll(db, Column("leaseOwner").set(to: nil), Column("leaseExpiresAt").set(to: nil), Column("attempts") -= 1)
+        }
+    }
+
+    // MARK: - Outcomes
+
+    /// Records that the relay accepted a message. Called right after its `250` to DATA.
+    public func markSent(id: Int64, now: Date = Date()) throws {
+        try writer.write { db in
+            try db.execute(
+                sql: """
+                    UPDATE outbox SET state = 'sent', sentAt = ?, leaseOwner = NULL, leaseExpiresAt = NULL, lastError = NULL
+                    WHERE id = ?
+                    """, arguments: [now, id])
+        }
+    }
+
+    /// Records a failed attempt: a permanent failure marks the message failed and its subscriber
+    /// bounced; a transient one schedules a retry with back-off, or gives up after three days.
+    ///
+    /// - Returns: the row's new state.
+    @discardableResult
+    public func markFailed(id: Int64, error: DeliveryError, now: Date = Date()) throws -> OutboxState {
+        try writer.write { db in
+            guard var message = try OutboxMessage.fetchOne(db, key: id), message.state == .queued else { return .failed }
+            message.lastError = String(error.reason.prefix(1000))
+            message.leaseOwner = nil
+            message.leaseExpiresAt = nil
+            switch error {
+            case .permanent:
+                message.state = .failed
+                if var subscriber = try Subscriber.fetchOne(db, key: message.subscriberId), subscriber.status != .unsubscribed {
+                    subscriber.status = .bounced
+                    subscriber.bouncedAt = now
+                    try subscriber.update(db)
+                    try Self.cancelQueuedMail(db, subscriberId: message.subscriberId)
+                }
+            case .transient:
+                if now.timeIntervalSince(message.createdAt) >= RetryPolicy.giveUpAfter {
+                    message.state = .failed
+                } else {
+                    message.nextAttemptAt = now.addingTimeInterval(RetryPolicy.delay(afterAttempt: message.attempts))
+                }
+            }
+            try message.update(db)
+            return message.state
+        }
+    }
+
+    // MARK: - What is left
+
+    /// Counts what is still queued, by whether it can be claimed now.
+    public func backlog(now: Date = Date()) throws -> OutboxBacklog {
+        try writer.read { db in
+            let row = try Row.fetchOne(
+                db,
+                sql: """
+                    SELECT
+                        count(*) FILTER (WHERE nextAttemptAt <= :now AND (leaseExpiresAt IS NULL OR leaseExpiresAt <= :now)) AS ready,
+                        count(*) FILTER (WHERE leaseExpiresAt > :now) AS leased,
+                        count(*) FILTER (WHERE nextAttemptAt > :now AND (leaseExpiresAt IS NULL OR leaseExpiresAt <= :now)) AS later,
+                        min(nextAttemptAt) FILTER (WHERE nextAttemptAt > :now) AS nextAttemptAt
+                    FROM outbox WHERE state = 'queued'
+                    """, arguments: ["now": now])!
+            return OutboxBacklog(ready: row["ready"], leased: row["leased"], later: row["later"], nextAttemptAt: row["nextAttemptAt"])
+        }
+    }
+
+    /// Counts one opening's announcements by state, for the progress of `waitlist open`.
+    public func announcementCounts(openingId: Int64) throws -> [OutboxState: Int] {
+        try writer.read { db in
+            let rows = try Row.fetchAll(db, sql: "SELECT state, count(*) AS n FROM outbox WHERE openingId = ? GROUP BY state", arguments: [openingId])
+            var counts: [OutboxState: Int] = [:]
+            for row in rows { counts[row["state"] as OutboxState] = row["n"] }
+            return counts
+        }
+    }
+}

@@ -1,0 +1,104 @@
+import Foundation
+import GRDB
+
+/// The counts `waitlist status` prints for one course.
+public struct CourseStatus: Codable, Sendable, Equatable {
+    public var course: String
+    public var title: String
+    /// The date enrolment is open for, or `nil` while waiting.
+    public var openFor: String?
+    public var pending: Int
+    public var confirmed: Int
+    public var unsubscribed: Int
+    public var bounced: Int
+    /// Mail (confirmations and announcements) by state.
+    public var mailQueued: Int
+    public var mailSent: Int
+    public var mailFailed: Int
+}
+
+/// One confirmed subscriber with the consent record, as `waitlist export` writes it.
+public struct ConsentRecord: Codable, Sendable, Equatable {
+    public var email: String
+    public var course: String
+    public var language: String
+    public var signedUpAt: Date
+    public var signupSource: String?
+    public var signupIP: String?
+    public var signupUserAgent: String?
+    public var confirmedAt: Date?
+    public var confirmIP: String?
+    public var confirmUserAgent: String?
+}
+
+extension AppDatabase {
+    // MARK: - Reports
+
+    /// Subscriber and mail counts for a course.
+    public func status(courseId: Int64) throws -> CourseStatus {
+        try writer.read { db in
+            guard let course = try Course.fetchOne(db, key: courseId) else {
+                throw WaitlistError(.notFound, "The course no longer exists.")
+            }
+            var people: [SubscriberStatus: Int] = [:]
+            for row in try Row.fetchAll(db, sql: "SELECT status, count(*) AS n FROM subscriber WHERE courseId = ? GROUP BY status", arguments: [courseId]) {
+                people[row["status"] as SubscriberStatus] = row["n"]
+            }
+            var mail: [OutboxState: Int] = [:]
+            for row in try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT o.state, count(*) AS n FROM outbox o JOIN subscriber s ON s.id = o.subscriberId
+                    WHERE s.courseId = ? GROUP BY o.state
+                    """, arguments: [courseId])
+            {
+                mail[row["state"] as OutboxState] = row["n"]
+            }
+            return CourseStatus(
+                course: course.slug, title: course.title, openFor: try Self.currentOpening(db, courseId: courseId)?.date,
+                pending: people[.pending, default: 0], confirmed: people[.confirmed, default: 0],
+                unsubscribed: people[.unsubscribed, default: 0], bounced: people[.bounced, default: 0],
+                mailQueued: mail[.queued, default: 0], mailSent: mail[.sent, default: 0], mailFailed: mail[.failed, default: 0])
+        }
+    }
+
+    /// Calls `body` with each confirmed subscriber of a course (or of all courses), in signup
+    /// order, without loading the whole list into memory.
+    public func forEachConfirmed(courseId: Int64?, _ body: (ConsentRecord) throws -> Void) throws {
+        try writer.read { db in
+            let cursor = try Row.fetchCursor(
+                db,
+                sql: """
+                    SELECT s.*, c.slug FROM subscriber s JOIN course c ON c.id = s.courseId
+                    WHERE s.status = 'confirmed' AND (?1 IS NULL OR s.courseId = ?1) ORDER BY s.id
+                    """, arguments: [courseId])
+            while let row = try cursor.next() {
+                try body(
+                    ConsentRecord(
+                        email: row["email"], course: row["slug"], language: row["language"], signedUpAt: row["createdAt"],
+                        signupSource: row["signupSource"], signupIP: row["signupIP"], signupUserAgent: row["signupUserAgent"],
+                        confirmedAt: row["confirmedAt"], confirmIP: row["confirmIP"], confirmUserAgent: row["confirmUserAgent"]))
+            }
+        }
+    }
+
+    /// Erases every row about an address, in every course: the subscriber, its tokens, its mail.
+    ///
+    /// - Returns: how many subscriptions were erased.
+    public func forget(email: String) throws -> Int {
+        let key = email.trimmingCharacters(in: .whitespaces).lowercased()
+        return try writer.writeWithoutTransaction { db in
+            // Overwrite the deleted rows' bytes, and fold the WAL back into the file, so that the
+            // address does not linger in free pages.
+            try db.execute(sql: "PRAGMA secure_delete = ON")
+            defer { try? db.execute(sql: "PRAGMA secure_delete = OFF") }
+            var erased = 0
+            try db.inTransaction {
+                erased = try Subscriber.filter(Subscriber.Columns.emailKey == key).deleteAll(db)
+                return .commit
+            }
+            if erased > 0 { _ = try? db.checkpoint(.truncate) }
+            return erased
+        }
+    }
+}

@@ -1,0 +1,178 @@
+import Foundation
+import GRDB
+
+/// Who sent a request, kept as the consent record.
+public struct ClientContext: Sendable, Equatable {
+    /// The page or origin the form was sent from.
+    public var source: String?
+    /// The client's address (after trusted proxies).
+    public var ip: String?
+    public var userAgent: String?
+
+    public init(source: String? = nil, ip: String? = nil, userAgent: String? = nil) {
+        self.source = source.map { String($0.prefix(500)) }
+        self.ip = ip.map { String($0.prefix(100)) }
+        self.userAgent = userAgent.map { String($0.prefix(500)) }
+    }
+}
+
+/// What a signup did. Visitors never see the difference: every outcome gets the same answer.
+public enum SignupOutcome: Sendable, Equatable {
+    /// A confirmation mail was queued.
+    case confirmationQueued
+    /// The address is confirmed already; nothing is sent.
+    case alreadyConfirmed
+    /// A confirmation went out in the last 24 hours, or three already went unanswered; nothing is sent.
+    case throttled
+    /// The address bounced; nothing is sent.
+    case suppressed
+}
+
+/// What a token in a link stands for.
+public enum TokenLookup: Sendable, Equatable {
+    /// A token we issued, still good: whose it is and for which course.
+    case valid(Subscriber, Course)
+    /// A confirmation token past its 7 days.
+    case expired(Course)
+    /// Not a token we know (never issued, or erased).
+    case unknown
+}
+
+extension AppDatabase {
+    /// How long a confirmation link works.
+    public static let confirmationLifetime: TimeInterval = 7 * 24 * 3600
+    /// At most one confirmation mail per address in this interval.
+    public static let confirmationInterval: TimeInterval = 24 * 3600
+    /// At most this many confirmation mails to an address that never confirms.
+    public static let maximumConfirmations = 3
+
+    // MARK: - Signup
+
+    /// Records a signup and queues its confirmation mail in the same transaction.
+    ///
+    /// A new address becomes `pending` with one confirmation queued. A pending or unsubscribed
+    /// address gets another confirmation only if none went out in the last 24 hours and fewer than
+    /// three went out since it last confirmed. Confirmed and bounced addresses get nothing.
+    public func subscribe(
+        email: EmailAddress,
+        courseId: Int64,
+        language: Language,
+        client: ClientContext,
+        now: Date = Date()
+    ) throws -> SignupOutcome {
+        try writer.write { db in
+            guard
+                var subscriber = try Subscriber.filter(Subscriber.Columns.courseId == courseId && Subscriber.Columns.emailKey == email.key)
+                    .fetchOne(db)
+            else {
+                var subscriber = Subscriber(
+                    id: nil, courseId: courseId, email: email.value, emailKey: email.key, language: language, status: .pending,
+                    createdAt: now, signupSource: client.source, signupIP: client.ip, signupUserAgent: client.userAgent)
+                try subscriber.insert(db)
+                try Self.queueConfirmation(db, subscriberId: subscriber.id!, now: now)
+                return .confirmationQueued
+            }
+            switch subscriber.status {
+            case .confirmed: return .alreadyConfirmed
+            case .bounced: return .suppressed
+            case .pending, .unsubscribed: break
+            }
+            let earlier = try OutboxMessage.filter(
+                OutboxMessage.Columns.subscriberId == subscriber.id! && OutboxMessage.Columns.kind == MailKind.confirmation
+                    && OutboxMessage.Columns.state != OutboxState.cancelled
+                    && OutboxMessage.Columns.createdAt > (subscriber.confirmedAt ?? .distantPast)
+            ).order(OutboxMessage.Columns.createdAt.desc).fetchAll(db)
+            if earlier.count >= Self.maximumConfirmations { return .throttled }
+            if let last = earlier.first, now.timeIntervalSince(last.createdAt) < Self.confirmationInterval { return .throttled }
+            subscriber.status = .pending
+            subscriber.language = language
+            subscriber.signupSource = client.source
+            subscriber.signupIP = client.ip
+            subscriber.signupUserAgent = client.userAgent
+            try subscriber.update(db)
+            try Self.queueConfirmation(db, subscriberId: subscriber.id!, now: now)
+            return .confirmationQueued
+        }
+    }
+
+    private static func queueConfirmation(_ db: Database, subscriberId: Int64, now: Date) throws {
+        var message = OutboxMessage(
+            id: nil, kind: .confirmation, subscriberId: subscriberId, openingId: nil, state: .queued, attempts: 0,
+            nextAttemptAt: now, createdAt: now)
+        try message.insert(db)
+    }
+
+    // MARK: - Tokens
+
+    /// Stores the hash of a fresh token for a subscriber and returns the token, for a mail about to go out.
+    static func issueToken(_ db: Database, subscriberId: Int64, purpose: TokenPurpose, now: Date) throws -> Token {
+        let token = Token.generate()
+        let expiry = purpose == .confirm ? now.addingTimeInterval(confirmationLifetime) : nil
+        var record = TokenRecord(id: nil, subscriberId: subscriberId, purpose: purpose, hash: token.hash, createdAt: now, expiresAt: expiry)
+        try record.insert(db)
+        return token
+    }
+
+    /// What a link's token stands for, without changing anything (for the GET pages).
+    public func lookUp(_ token: Token, purpose: TokenPurpose, now: Date = Date()) throws -> TokenLookup {
+        try writer.read { db in try Self.lookUp(db, token: token, purpose: purpose, now: now) }
+    }
+
+    static func lookUp(_ db: Database, token: Token, purpose: TokenPurpose, now: Date) throws -> TokenLookup {
+        guard let record = try TokenRecord.filter(TokenRecord.Columns.hash == token.hash && TokenRecord.Columns.purpose == purpose).fetchOne(db),
+            let subscriber = try Subscriber.fetchOne(db, key: record.subscriberId),
+            let course = try Course.fetchOne(db, key: subscriber.courseId)
+        else { return .unknown }
+        if let expiry = record.expiresAt, expiry <= now { return .expired(course) }
+        return .valid(subscriber, course)
+    }
+
+    // MARK: - Confirm and unsubscribe
+
+    /// Confirms the subscriber a confirmation token belongs to, recording the click in the consent
+    /// record. If enrolment is open already, the announcement is queued at once.
+    public func confirm(_ token: Token, client: ClientContext, now: Date = Date()) throws -> TokenLookup {
+        try writer.write { db in
+            let lookup = try Self.lookUp(db, token: token, purpose: .confirm, now: now)
+            guard case .valid(var subscriber, let course) = lookup else { return lookup }
+            if subscriber.status != .confirmed {
+                subscriber.status = .confirmed
+                subscriber.confirmedAt = now
+                subscriber.confirmIP = client.ip
+                subscriber.confirmUserAgent = client.userAgent
+                subscriber.unsubscribedAt = nil
+                subscriber.bouncedAt = nil
+                try subscriber.update(db)
+                if let opening = try Self.currentOpening(db, courseId: course.id!) {
+                    try db.execute(
+                        sql: """
+                            INSERT OR IGNORE INTO outbox (kind, subscriberId, openingId, state, nextAttemptAt, createdAt)
+                            VALUES ('announcement', ?, ?, 'queued', ?, ?)
+                            """, arguments: [subscriber.id, opening.id, now, now])
+                }
+            }
+            return .valid(subscriber, course)
+        }
+    }
+
+    /// Unsubscribes the owner of an unsubscribe token at once and cancels any mail still queued for them.
+    public func unsubscribe(_ token: Token, now: Date = Date()) throws -> TokenLookup {
+        try writer.write { db in
+            let lookup = try Self.lookUp(db, token: token, purpose: .unsubscribe, now: now)
+            guard case .valid(var subscriber, let course) = lookup else { return lookup }
+            if subscriber.status != .unsubscribed {
+                subscriber.status = .unsubscribed
+                subscriber.unsubscribedAt = now
+                try subscriber.update(db)
+            }
+            try Self.cancelQueuedMail(db, subscriberId: subscriber.id!)
+            return .valid(subscriber, course)
+        }
+    }
+
+    static func cancelQueuedMail(_ db: Database, subscriberId: Int64) throws {
+        try db.execute(
+            sql: "UPDATE outbox SET state = 'cancelled', leaseOwner = NULL, leaseExpiresAt = NULL WHERE subscriberId = ? AND state = 'queued'",
+            arguments: [subscriberId])
+    }
+}

@@ -1,0 +1,97 @@
+import Foundation
+import GRDB
+
+/// The waitlist's database: every read and write the service makes, as named operations that keep
+/// the data consistent. Handlers and commands never write SQL themselves.
+public struct AppDatabase: Sendable {
+    /// The connection pool (a file) or queue (in memory, for tests).
+    let writer: any DatabaseWriter
+
+    /// Wraps a writer and brings its schema up to date.
+    public init(_ writer: any DatabaseWriter) throws {
+        self.writer = writer
+        try Self.migrator.migrate(writer)
+    }
+
+    /// Opens (creating and migrating if needed) the SQLite file at `path` in WAL mode, so that the
+    /// server and the command line can use it at the same time.
+    public static func open(path: String) throws(WaitlistError) -> AppDatabase {
+        do {
+            let directory = URL(fileURLWithPath: path).deletingLastPathComponent().path
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            return try AppDatabase(DatabasePool(path: path, configuration: makeConfiguration()))
+        } catch {
+            throw WaitlistError(.unavailable, "Cannot open the database \(path): \(Self.describe(error)).")
+        }
+    }
+
+    /// A fresh empty database in memory, for tests.
+    public static func inMemory() throws -> AppDatabase {
+        try AppDatabase(DatabaseQueue(configuration: makeConfiguration()))
+    }
+
+    private static func makeConfiguration() -> Configuration {
+        var configuration = Configuration()
+        configuration.foreignKeysEnabled = true
+        // Another process (the server's worker, a `waitlist send`) may hold the write lock briefly.
+        configuration.busyMode = .timeout(10)
+        configuration.label = "waitlist"
+        return configuration
+    }
+
+    /// A short human explanation of a database error, without SQL.
+    static func describe(_ error: any Error) -> String {
+        if let error = error as? DatabaseError {
+            return error.message ?? "SQLite error \(error.resultCode.rawValue)"
+        }
+        return String(describing: error)
+    }
+
+    /// True when the database answers a trivial query.
+    public func isHealthy() async -> Bool {
+        (try? await writer.read { db in try Int.fetchOne(db, sql: "SELECT 1") }) == 1
+    }
+
+    /// Writes a consistent copy of the database, taken online, to a new file at `path`.
+    public func backup(to path: String) throws(WaitlistError) {
+        guard !FileManager.default.fileExists(atPath: path) else {
+            throw WaitlistError(.usage, "\(path) already exists; give a new file name for the backup.")
+        }
+        let temporary = path + ".partial"
+        do {
+            try? FileManager.default.removeItem(atPath: temporary)
+            let destination = try DatabaseQueue(path: temporary)
+            try writer.backup(to: destination)
+            try destination.close()
+            try FileManager.default.moveItem(atPath: temporary, toPath: path)
+        } catch {
+            try? FileManager.default.removeItem(atPath: temporary)
+            throw WaitlistError(.unavailable, "Cannot write the backup to \(path): \(Self.describe(error)).")
+        }
+    }
+}
+
+/// A failure an operator or visitor can act on: one sentence, and what kind of failure it is.
+public struct WaitlistError: Error, CustomStringConvertible, Sendable, Equatable {
+    /// What went wrong, which decides the exit code and the HTTP status.
+    public enum Kind: Sendable, Equatable {
+        /// The command was used wrongly (exit 64).
+        case usage
+        /// The data given cannot be used (exit 65).
+        case data
+        /// A named thing (a course) does not exist (exit 65, HTTP 404).
+        case notFound
+        /// A service the command needs (SMTP, the database) cannot be reached (exit 69).
+        case unavailable
+    }
+
+    public var kind: Kind
+    public var message: String
+
+    public init(_ kind: Kind, _ message: String) {
+        self.kind = kind
+        self.message = message
+    }
+
+    public var description: String { message }
+}

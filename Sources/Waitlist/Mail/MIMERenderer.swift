@@ -1,0 +1,463 @@
+import Foundation
+
+/// Turns a ``MailMessage`` into the bytes of an RFC 5322 / MIME message, ready for SMTP `DATA` or
+/// an `.eml` file.
+///
+/// The output:
+/// - has the header fields `Date`, `From`, `To`, `Subject`, `Message-ID`, `MIME-Version`, the
+///   message's extra headers in their order, then `Content-Type` and (for a single part)
+///   `Content-Transfer-Encoding`;
+/// - is one `text/plain; charset=utf-8` part, or `multipart/alternative` with the text first and
+///   the HTML second when the message has HTML;
+/// - ends every line with CRLF, never holds a bare CR or LF, keeps every line within 998 octets
+///   and folds header fields at 78 characters wherever a field can be folded;
+/// - is 7-bit ASCII, except for addresses with a non-ASCII local part or domain, which are written
+///   as UTF-8 as they are (RFC 6532; the transport sends such messages with SMTPUTF8);
+/// - is the same bytes every time the same message is rendered, so a retried message is the same
+///   message.
+///
+/// Two encodings are chosen here:
+/// - **Bodies are quoted-printable**, not base64. These mails are short, so base64's smaller size
+///   for Cyrillic hardly matters, while quoted-printable keeps links, English text and HTML markup
+///   legible in a raw message or `.eml` file and keeps the text's own lines. It also makes the
+///   multipart boundary safe by construction: quoted-printable output never contains `=_` (every
+///   `=` is followed by two hex digits or ends a line), and the boundary starts with `=_`.
+/// - **Header text that cannot go as it is becomes RFC 2047 "B" encoded-words** in UTF-8. "B" has
+///   one rule wherever the word stands, while the characters "Q" may leave bare differ between a
+///   display name and a subject (RFC 2047 §5); and for Russian, the default language, "B" is about
+///   half as long as "Q", so a subject needs fewer words and folds.
+///
+/// Nothing a caller passes reaches a header raw. In a subject, display name or header value every
+/// line break (CR, LF, CRLF, VT, FF, NEL, U+2028, U+2029) and tab becomes one space and every other
+/// control character is dropped; addresses and the message ID lose control characters and
+/// whitespace; header names keep only the characters RFC 5322 allows in a field name. Extra headers
+/// whose name is empty, longer than 76 characters, or one the renderer writes itself (`Date`,
+/// `From`, `To`, `Subject`, `Message-ID`, `MIME-Version`, `Content-*`) are left out.
+public enum MIMERenderer {
+    /// Renders a complete message: header section, blank line, body; every line ends with CRLF.
+    public static func render(_ message: MailMessage) -> [UInt8] {
+        var output = ""
+        output += foldedField(name: "Date", tokens: [HeaderToken(text: rfc5322Date(message.date))])
+        output += foldedField(name: "From", tokens: mailboxTokens(message.from, fieldName: "From"))
+        output += foldedField(name: "To", tokens: mailboxTokens(message.to, fieldName: "To"))
+        output += foldedField(
+            name: "Subject",
+            tokens: unstructuredTokens(message.subject, fieldName: "Subject", lineLimit: foldingWidth)
+        )
+        output += foldedField(name: "Message-ID", tokens: [HeaderToken(text: "<\(messageIDForHeader(message.messageID))>")])
+        output += "MIME-Version: 1.0\r\n"
+        for header in message.extraHeaders {
+            guard let name = extraHeaderName(header.name) else { continue }
+            output += foldedField(name: name, tokens: unstructuredTokens(header.value, fieldName: name, lineLimit: extraHeaderLineLimit))
+        }
+        if let html = message.html {
+            output += "Content-Type: multipart/alternative; boundary=\"\(alternativeBoundary)\"\r\n"
+            output += "\r\n"
+            output += "--\(alternativeBoundary)\r\n"
+            output += textPartHeaders(subtype: "plain")
+            output += "\r\n"
+            output += quotedPrintableLines(message.text).joined(separator: "\r\n")
+            output += "\r\n--\(alternativeBoundary)\r\n"
+            output += textPartHeaders(subtype: "html")
+            output += "\r\n"
+            output += quotedPrintableLines(html).joined(separator: "\r\n")
+            output += "\r\n--\(alternativeBoundary)--\r\n"
+        } else {
+            output += textPartHeaders(subtype: "plain")
+            output += "\r\n"
+            let lines = quotedPrintableLines(message.text)
+            output += lines.joined(separator: "\r\n")
+            // A text that does not end with a line break ends with a soft line break, so the
+            // message still ends with CRLF and the text decodes without a line break it never had.
+            if let last = lines.last, !last.isEmpty {
+                output += "=\r\n"
+            }
+        }
+        return Array(output.utf8)
+    }
+
+    /// Makes a fresh message ID, `<32 hex digits>@domain`, from 128 bits of the system's secure
+    /// random generator; characters that cannot stand in a message ID are dropped from the domain,
+    /// and an empty domain becomes `localhost`.
+    public static func makeMessageID(domain: String) -> String {
+        var generator = SystemRandomNumberGenerator()
+        let random = hexDigits(generator.next()) + hexDigits(generator.next())
+        let forbidden: Set<Unicode.Scalar> = ["<", ">", "@", "\"", "\\", "(", ")", ",", ";"]
+        let cleanDomain = String(
+            String.UnicodeScalarView(domain.unicodeScalars.filter { !isControlOrWhitespace($0) && !forbidden.contains($0) })
+        )
+        return "\(random)@\(cleanDomain.isEmpty ? "localhost" : cleanDomain)"
+    }
+
+    // MARK: - Limits
+
+    /// Where header fields are folded (RFC 5322 §2.1.1: lines SHOULD be at most 78 characters).
+    static let foldingWidth = 78
+    /// The longest line RFC 5322 allows, CRLF not counted.
+    static let maxLineLength = 998
+    /// How long an extra header's line may grow before its value is encoded instead of written as
+    /// it is. Extra values may be structured (`List-Unsubscribe: <https://...>`), and an
+    /// encoded-word there would break them, so a long unbreakable value stays whole on a long line;
+    /// the margin keeps the line within 998 octets.
+    static let extraHeaderLineLimit = 900
+    /// The longest encoded-word RFC 2047 allows.
+    static let maxEncodedWordLength = 75
+    /// The boundary of the `multipart/alternative` body. It starts with `=_`, which quoted-printable
+    /// output never contains, so it cannot occur in either part.
+    static let alternativeBoundary = "=_Waitlist_Alternative_Part"
+    /// Header names the renderer writes itself, lowercased; extra headers with these names are left out.
+    static let reservedHeaderNames: Set<String> = ["date", "from", "to", "subject", "message-id", "mime-version"]
+
+    // MARK: - Header fields
+
+    /// One piece of a header field's value and the whitespace before it, where the field may be folded.
+    struct HeaderToken {
+        /// The whitespace before the token, where a fold may go; not empty, except for the first
+        /// token, which always follows the single space after the colon instead.
+        var separator = " "
+        /// The token itself; it holds no whitespace that could be taken for a fold.
+        var text: String
+    }
+
+    /// Writes `name:` and the tokens, each after its separator, starting a new line (before the
+    /// separator) whenever a token would carry the line past 78 characters; ends with CRLF.
+    /// A token too long for any line stays whole on a longer one.
+    static func foldedField(name: String, tokens: [HeaderToken]) -> String {
+        var lines = ["\(name):"]
+        for (index, token) in tokens.enumerated() {
+            let piece = (index == 0 ? " " : token.separator) + token.text
+            if index == 0 || lines[lines.count - 1].utf8.count + piece.utf8.count <= foldingWidth {
+                lines[lines.count - 1] += piece
+            } else {
+                lines.append(piece)
+            }
+        }
+        return lines.joined(separator: "\r\n") + "\r\n"
+    }
+
+    /// The tokens of unstructured text (a subject, an extra header's value): the words as they are
+    /// when the text is printable ASCII without surrounding spaces and every word fits within
+    /// `lineLimit`, otherwise encoded-words.
+    static func unstructuredTokens(_ rawText: String, fieldName: String, lineLimit: Int) -> [HeaderToken] {
+        let text = headerText(rawText)
+        guard !text.isEmpty else { return [] }
+        if isPrintableASCII(text), text.first != " ", text.last != " " {
+            let words = plainWords(text)
+            if fits(words, fieldName: fieldName, lineLimit: lineLimit) {
+                return words
+            }
+        }
+        return encodedWords(text, fieldName: fieldName)
+    }
+
+    /// The tokens of a `From` or `To` field: the display name, if any, then `<address>`; or the bare
+    /// address when there is no display name.
+    static func mailboxTokens(_ mailbox: Mailbox, fieldName: String) -> [HeaderToken] {
+        let address = String(String.UnicodeScalarView(mailbox.address.unicodeScalars.filter { !isControlOrWhitespace($0) }))
+        let phrase = displayNameTokens(mailbox.displayName ?? "", fieldName: fieldName)
+        if phrase.isEmpty {
+            return [HeaderToken(text: address)]
+        }
+        return phrase + [HeaderToken(text: "<\(address)>")]
+    }
+
+    /// The tokens of a display name: atoms when it is plain words of RFC 5322 `atext`, a quoted
+    /// string when it is other printable ASCII that fits on the field's first line, encoded-words
+    /// otherwise.
+    static func displayNameTokens(_ rawName: String, fieldName: String) -> [HeaderToken] {
+        let name = headerText(rawName)
+        guard !name.isEmpty else { return [] }
+        if isPrintableASCII(name) {
+            let words = plainWords(name)
+            let isAtomPhrase =
+                name.first != " " && name.last != " "
+                && words.allSatisfy { $0.separator.utf8.count <= 1 && $0.text.utf8.allSatisfy(isAtext) }
+            if isAtomPhrase && fits(words, fieldName: fieldName, lineLimit: foldingWidth) {
+                return words
+            }
+            var quoted = "\""
+            for character in name {
+                if character == "\"" || character == "\\" {
+                    quoted.append("\\")
+                }
+                quoted.append(character)
+            }
+            quoted.append("\"")
+            if fieldName.utf8.count + 2 + quoted.utf8.count <= foldingWidth {
+                return [HeaderToken(text: quoted)]
+            }
+        }
+        return encodedWords(name, fieldName: fieldName)
+    }
+
+    /// Splits printable ASCII text at its spaces; each word keeps the run of spaces before it as its
+    /// separator (empty for the first word when the text does not start with a space).
+    static func plainWords(_ text: String) -> [HeaderToken] {
+        var words: [HeaderToken] = []
+        var separator = ""
+        var word = ""
+        for character in text {
+            if character == " " {
+                if !word.isEmpty {
+                    words.append(HeaderToken(separator: separator, text: word))
+                    separator = ""
+                    word = ""
+                }
+                separator.append(" ")
+            } else {
+                word.append(character)
+            }
+        }
+        if !word.isEmpty {
+            words.append(HeaderToken(separator: separator, text: word))
+        }
+        return words
+    }
+
+    /// Whether every word fits on a line of `lineLimit`: the first after `name: `, the others on a
+    /// continuation line after their separator.
+    static func fits(_ words: [HeaderToken], fieldName: String, lineLimit: Int) -> Bool {
+        words.enumerated().allSatisfy { index, word in
+            let prefixLength = index == 0 ? fieldName.utf8.count + 2 : word.separator.utf8.count
+            return prefixLength + word.text.utf8.count <= lineLimit
+        }
+    }
+
+    /// Encodes text as RFC 2047 "B" encoded-words in UTF-8: each at most 75 characters, the first
+    /// one short enough to share the first line with `name: `. Words split only between grapheme
+    /// clusters; a cluster too long for one word (a very long combining sequence) is split between
+    /// its Unicode scalars, never inside a scalar's UTF-8 bytes.
+    static func encodedWords(_ text: String, fieldName: String) -> [HeaderToken] {
+        let wordOverhead = "=?utf-8?B??=".utf8.count
+        // Enough room for one 4-byte scalar, whatever the field name's length.
+        let smallestWord = wordOverhead + 8
+        let firstWordLength = min(maxEncodedWordLength, max(smallestWord, foldingWidth - fieldName.utf8.count - 2))
+        func payloadCapacity(wordLength: Int) -> Int { (wordLength - wordOverhead) / 4 * 3 }
+
+        var words: [HeaderToken] = []
+        var chunk: [UInt8] = []
+        var capacity = payloadCapacity(wordLength: firstWordLength)
+        func flush() {
+            words.append(HeaderToken(text: "=?utf-8?B?\(Data(chunk).base64EncodedString())?="))
+            chunk = []
+            capacity = payloadCapacity(wordLength: maxEncodedWordLength)
+        }
+        for character in text {
+            let bytes = Array(character.utf8)
+            if chunk.count + bytes.count <= capacity {
+                chunk += bytes
+                continue
+            }
+            if !chunk.isEmpty {
+                flush()
+            }
+            if bytes.count <= capacity {
+                chunk = bytes
+                continue
+            }
+            for scalar in character.unicodeScalars {
+                let scalarBytes = Array(String(scalar).utf8)
+                if chunk.count + scalarBytes.count > capacity {
+                    flush()
+                }
+                chunk += scalarBytes
+            }
+        }
+        if !chunk.isEmpty {
+            flush()
+        }
+        return words
+    }
+
+    /// Makes caller text safe to stand in a header: line breaks and tabs become one space each (CRLF
+    /// counts as one line break), other control characters are dropped.
+    static func headerText(_ text: String) -> String {
+        var scalars = String.UnicodeScalarView()
+        var previousWasCarriageReturn = false
+        for scalar in text.unicodeScalars {
+            defer { previousWasCarriageReturn = scalar == "\r" }
+            switch scalar.value {
+            case 0x0A where previousWasCarriageReturn:
+                continue
+            case 0x09...0x0D, 0x85, 0x2028, 0x2029:
+                scalars.append(" ")
+            case 0x00...0x1F, 0x7F...0x9F:
+                continue
+            default:
+                scalars.append(scalar)
+            }
+        }
+        return String(scalars)
+    }
+
+    /// Whether text can stand in a header as it is: only printable ASCII and spaces, and nothing a
+    /// lenient decoder could take for the start of an encoded-word (`=?`).
+    static func isPrintableASCII(_ text: String) -> Bool {
+        text.utf8.allSatisfy { (0x20...0x7E).contains($0) } && !text.contains("=?")
+    }
+
+    /// Whether a byte is RFC 5322 `atext`: a letter, a digit or one of ``!#$%&'*+-/=?^_`{|}~``.
+    static func isAtext(_ byte: UInt8) -> Bool {
+        switch byte {
+        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"):
+            true
+        default:
+            "!#$%&'*+-/=?^_`{|}~".utf8.contains(byte)
+        }
+    }
+
+    /// Whether a scalar is a control character (C0, DEL, C1) or whitespace of any kind.
+    static func isControlOrWhitespace(_ scalar: Unicode.Scalar) -> Bool {
+        scalar.value < 0x20 || (0x7F...0x9F).contains(scalar.value) || scalar.properties.isWhitespace
+    }
+
+    /// The name an extra header is written with: only RFC 5322 field-name characters (printable
+    /// ASCII but `:`), or nil when it is empty, too long for a line, or one the renderer writes itself.
+    static func extraHeaderName(_ rawName: String) -> String? {
+        let name = String(decoding: rawName.utf8.filter { (0x21...0x7E).contains($0) && $0 != UInt8(ascii: ":") }, as: UTF8.self)
+        let lowercased = name.lowercased()
+        guard !name.isEmpty, name.utf8.count <= foldingWidth - 2,
+            !reservedHeaderNames.contains(lowercased), !lowercased.hasPrefix("content-")
+        else { return nil }
+        return name
+    }
+
+    /// The message ID as it goes between the angle brackets: without control characters,
+    /// whitespace and angle brackets; a fresh random one when nothing is left.
+    static func messageIDForHeader(_ rawID: String) -> String {
+        let id = String(
+            String.UnicodeScalarView(rawID.unicodeScalars.filter { !isControlOrWhitespace($0) && $0 != "<" && $0 != ">" })
+        )
+        return id.isEmpty ? makeMessageID(domain: "localhost") : id
+    }
+
+    /// `value` as 16 lowercase hex digits.
+    static func hexDigits(_ value: UInt64) -> String {
+        let digits = String(value, radix: 16)
+        return String(repeating: "0", count: 16 - digits.count) + digits
+    }
+
+    // MARK: - Date
+
+    /// The RFC 5322 date of a moment in UTC, e.g. `Sun, 29 Nov 2026 00:56:39 +0000`; English names
+    /// whatever the locale, fractions of a second dropped.
+    static func rfc5322Date(_ date: Date) -> String {
+        let weekdays = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"]
+        let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+        let time = UTCTime(date)
+        return "\(weekdays[time.weekday - 1]), \(time.padded(\.day, 2)) \(months[time.month - 1]) \(time.padded(\.year, 4)) "
+            + "\(time.padded(\.hour, 2)):\(time.padded(\.minute, 2)):\(time.padded(\.second, 2)) +0000"
+    }
+
+    // MARK: - Bodies
+
+    /// The headers of a quoted-printable UTF-8 text part, each line ending with CRLF.
+    static func textPartHeaders(subtype: String) -> String {
+        "Content-Type: text/\(subtype); charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n"
+    }
+
+    /// Encodes text as quoted-printable lines (RFC 2045 §6.7), without their CRLFs.
+    ///
+    /// Every line break of the text (CRLF, a lone CR or a lone LF) becomes a CRLF line break; a
+    /// text that ends with a line break gives a last, empty line. Lines are at most 76 characters,
+    /// longer ones continue after a soft line break (`=`). Escaped as `=XX`: `=`, every byte that
+    /// is not printable ASCII, a space or tab at the end of a line, and a `.` at the start of a
+    /// line (harmless, and it spares transports that forget SMTP dot-stuffing).
+    static func quotedPrintableLines(_ text: String) -> [String] {
+        var hardLines: [[UInt8]] = [[]]
+        var previousWasCarriageReturn = false
+        for byte in text.utf8 {
+            defer { previousWasCarriageReturn = byte == UInt8(ascii: "\r") }
+            if byte == UInt8(ascii: "\n") && previousWasCarriageReturn {
+                continue
+            }
+            if byte == UInt8(ascii: "\r") || byte == UInt8(ascii: "\n") {
+                hardLines.append([])
+            } else {
+                hardLines[hardLines.count - 1].append(byte)
+            }
+        }
+        return hardLines.flatMap(quotedPrintableLines(ofHardLine:))
+    }
+
+    /// Encodes one line of text (no line breaks in it) as one or more quoted-printable lines; all
+    /// but the last end with a soft line break.
+    static func quotedPrintableLines(ofHardLine bytes: [UInt8]) -> [String] {
+        // 75 leaves room for the `=` of a soft line break, or of the one ending a single-part body.
+        let maxContentLength = 75
+        var lines: [String] = []
+        var line = ""
+        for (index, byte) in bytes.enumerated() {
+            let isLineEnd = index == bytes.count - 1
+            var token: String
+            switch byte {
+            case UInt8(ascii: "="):
+                token = escaped(byte)
+            case 0x21...0x7E:
+                token = String(UnicodeScalar(byte))
+            case UInt8(ascii: " "), UInt8(ascii: "\t"):
+                token = isLineEnd ? escaped(byte) : String(UnicodeScalar(byte))
+            default:
+                token = escaped(byte)
+            }
+            if line.utf8.count + token.utf8.count > maxContentLength {
+                lines.append(line + "=")
+                line = ""
+            }
+            if line.isEmpty && token == "." {
+                token = escaped(byte)
+            }
+            line += token
+        }
+        lines.append(line)
+        return lines
+    }
+
+    /// A byte as a quoted-printable escape, `=` and two uppercase hex digits.
+    static func escaped(_ byte: UInt8) -> String {
+        "=" + hexByte(byte)
+    }
+
+    /// A byte as two uppercase hex digits.
+    static func hexByte(_ byte: UInt8) -> String {
+        let digits = String(byte, radix: 16, uppercase: true)
+        return byte < 0x10 ? "0" + digits : digits
+    }
+}
+
+/// A moment broken into its UTC calendar fields, for the `Date` header and for mail file names;
+/// the Gregorian calendar, whatever the process's locale.
+struct UTCTime {
+    let year: Int
+    let month: Int
+    let day: Int
+    /// 1 for Sunday through 7 for Saturday.
+    let weekday: Int
+    let hour: Int
+    let minute: Int
+    /// Whole seconds; fractions are dropped.
+    let second: Int
+
+    private static let calendar: Calendar = {
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = .gmt
+        return calendar
+    }()
+
+    init(_ date: Date) {
+        let fields = Self.calendar.dateComponents([.year, .month, .day, .weekday, .hour, .minute, .second], from: date)
+        year = fields.year ?? 1970
+        month = fields.month ?? 1
+        day = fields.day ?? 1
+        weekday = fields.weekday ?? 1
+        hour = fields.hour ?? 0
+        minute = fields.minute ?? 0
+        second = fields.second ?? 0
+    }
+
+    /// A field in decimal, padded with zeros to `width` digits.
+    func padded(_ field: KeyPath<UTCTime, Int>, _ width: Int) -> String {
+        let digits = String(self[keyPath: field])
+        return String(repeating: "0", count: max(0, width - digits.count)) + digits
+    }
+}

@@ -1,0 +1,101 @@
+import Foundation
+
+/// Turns a claimed outbox row into the message to send: subject, text and HTML in the subscriber's
+/// language, links with their tokens, and the RFC 8058 unsubscribe headers.
+public struct MailComposer: Sendable {
+    let templates: Templates
+    /// The public address every link starts with.
+    let baseURL: String
+    let from: Mailbox
+
+    public init(templates: Templates, baseURL: String, from: Mailbox) {
+        self.templates = templates
+        self.baseURL = baseURL
+        self.from = from
+    }
+
+    /// The link that confirms a signup.
+    func confirmURL(_ token: Token) -> String { "\(baseURL)/confirm/\(token.value)" }
+    /// The link that unsubscribes (or cancels a pending signup).
+    func unsubscribeURL(_ token: Token) -> String { "\(baseURL)/unsubscribe/\(token.value)" }
+
+    /// The message for one delivery.
+    public func message(for delivery: Delivery, now: Date = Date()) -> MailMessage {
+        let language = delivery.language
+        let unsubscribe = unsubscribeURL(delivery.unsubscribeToken)
+        var context: [String: Any] = ["course": delivery.course.title, "unsubscribeURL": unsubscribe]
+        let subject: String
+        let template: String
+        switch delivery.kind {
+        case .confirmation:
+            context["confirmURL"] = delivery.confirmToken.map(confirmURL) ?? baseURL
+            template = "confirmation"
+            subject =
+                switch language {
+                case .ru: "Подтвердите подписку на курс «\(delivery.course.title)»"
+                case .en: "Please confirm: news of “\(delivery.course.title)”"
+                }
+        case .announcement:
+            let date = delivery.opening.map { Self.humanDate($0.date, language: language) } ?? ""
+            context["date"] = date
+            context["enrolURL"] = delivery.opening?.enrolURL ?? baseURL
+            template = "announcement"
+            subject =
+                switch language {
+                case .ru: "Открыта запись на курс «\(delivery.course.title)»: старт \(date)"
+                case .en: "Enrolment is open: “\(delivery.course.title)” starts \(date)"
+                }
+        }
+        return MailMessage(
+            from: from,
+            to: Mailbox(address: delivery.recipient),
+            subject: subject,
+            text: templates.render("mail/\(template).\(language.rawValue).txt", context),
+            html: templates.render("mail/\(template).\(language.rawValue).html", context),
+            extraHeaders: [
+                (name: "List-Unsubscribe", value: "<\(unsubscribe)>"),
+                (name: "List-Unsubscribe-Post", value: "List-Unsubscribe=One-Click"),
+                (name: "Content-Language", value: language.rawValue),
+            ],
+            messageID: MIMERenderer.makeMessageID(domain: Self.domain(of: from.address)),
+            date: now)
+    }
+
+    /// The message `waitlist test-mail` sends.
+    public func testMessage(to address: EmailAddress, now: Date = Date()) -> MailMessage {
+        MailMessage(
+            from: from, to: Mailbox(address: address.value), subject: "Waitlist: test message / проверка почты",
+            text: templates.render("mail/test.en.txt", ["baseURL": baseURL]),
+            messageID: MIMERenderer.makeMessageID(domain: Self.domain(of: from.address)), date: now)
+    }
+
+    /// `2027-03-15` as a person reads it: «15 марта 2027» or “15 March 2027”.
+    static func humanDate(_ date: String, language: Language) -> String {
+        let parser = DateFormatter()
+        parser.locale = Locale(identifier: "en_US_POSIX")
+        parser.timeZone = TimeZone(identifier: "UTC")
+        parser.dateFormat = "yyyy-MM-dd"
+        guard let day = parser.date(from: date) else { return date }
+        let formatter = DateFormatter()
+        formatter.timeZone = TimeZone(identifier: "UTC")
+        formatter.locale = Locale(identifier: language == .ru ? "ru_RU" : "en_GB")
+        formatter.dateFormat = "d MMMM y"
+        return formatter.string(from: day)
+    }
+
+    static func domain(of address: String) -> String {
+        address.split(separator: "@").last.map(String.init) ?? "localhost"
+    }
+}
+
+extension MailComposer {
+    /// The announcement a Russian-speaking subscriber would get for an opening, with a sample
+    /// unsubscribe link, for `open --dry-run`.
+    public func preview(course: Course, date: String, enrolURL: String) -> MailMessage {
+        let opening = Opening(id: nil, courseId: course.id ?? 0, date: date, enrolURL: enrolURL, openedAt: Date(), closedAt: nil)
+        return message(
+            for: Delivery(
+                outboxId: 0, kind: .announcement, recipient: "subscriber@example.org", language: .ru, course: course, opening: opening,
+                confirmToken: nil, unsubscribeToken: Token.generate(), attempt: 1))
+    }
+}

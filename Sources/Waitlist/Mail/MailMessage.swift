@@ -1,0 +1,65 @@
+import Foundation
+
+/// A mailbox: an address with an optional display name, as in `Waitlist <waitlist@example.org>`.
+public struct Mailbox: Sendable, Hashable {
+    /// The display name, in any script; encoded per RFC 2047 when the message is rendered.
+    public var displayName: String?
+    /// The address itself (`local@domain`), already validated.
+    public var address: String
+
+    public init(displayName: String? = nil, address: String) {
+        self.displayName = displayName
+        self.address = address
+    }
+}
+
+/// One message to one recipient, before it is rendered to RFC 5322 bytes.
+///
+/// Every field holds plain Unicode text; ``MIMERenderer`` does all the encoding, so nothing a
+/// visitor typed can reach a header raw.
+public struct MailMessage: Sendable, Hashable {
+    public var from: Mailbox
+    public var to: Mailbox
+    public var subject: String
+    /// The `text/plain` part.
+    public var text: String
+    /// The `text/html` alternative, if any.
+    public var html: String?
+    /// Extra headers such as `List-Unsubscribe`; names are ASCII, values are plain text.
+    public var extraHeaders: [(name: String, value: String)]
+    /// The `Message-ID` without angle brackets, e.g. `1a2b3c@example.org`.
+    public var messageID: String
+    /// The `Date` header.
+    public var date: Date
+
+    public init(
+        from: Mailbox,
+        to: Mailbox,
+        subject: String,
+        text: String,
+        html: String? = nil,
+        extraHeaders: [(name: String, value: String)] = [],
+        messageID: String,
+        date: Date
+    ) {
+        self.from = from
+        self.to = to
+        self.subject = subject
+        self.text = text
+        self.html = html
+        self.extraHeaders = extraHeaders
+        self.messageID = messageID
+        self.date = date
+    }
+
+    public static func == (lhs: MailMessage, rhs: MailMessage) -> Bool {
+        lhs.from == rhs.from && lhs.to == rhs.to && lhs.subject == rhs.subject && lhs.text == rhs.text
+            && lhs.html == rhs.html && lhs.messageID == rhs.messageID && lhs.date == rhs.date
+            && lhs.extraHeaders.map(\.name) == rhs.extraHeaders.map(\.name)
+            && lhs.extraHeaders.map(\.value) == rhs.extraHeaders.map(\.value)
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(messageID)
+    }
+}

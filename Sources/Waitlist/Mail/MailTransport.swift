@@ -1,0 +1,33 @@
+import Foundation
+
+/// How a delivery attempt went wrong, as far as the outbox needs to know.
+public enum DeliveryError: Error, Sendable, Equatable {
+    /// Worth trying again later: the relay was unreachable, timed out, or answered 4xx.
+    case transient(String)
+    /// The relay refused this recipient or this message for good (5xx); never retried.
+    case permanent(String)
+
+    /// The relay's explanation, for the outbox's `last_error` column and the logs.
+    public var reason: String {
+        switch self {
+        case .transient(let reason), .permanent(let reason): reason
+        }
+    }
+}
+
+/// Something that delivers rendered messages: SMTP through libcurl, or `.eml` files on disk.
+///
+/// A session is used by one task at a time; it may keep a connection open between messages, so
+/// a worker asks for one session and sends all its messages through it.
+public protocol MailTransport: Sendable {
+    /// Opens a session; the caller sends through it sequentially and then closes it.
+    func makeSession() throws(DeliveryError) -> any MailSession
+}
+
+/// One sequential sender (one SMTP connection, reused across messages).
+public protocol MailSession: AnyObject {
+    /// Delivers one message; returns only once the relay has accepted it (`250` to DATA).
+    func send(_ message: MailMessage) throws(DeliveryError)
+    /// Ends the session (QUIT) and frees its resources.
+    func close()
+}

@@ -1,0 +1,232 @@
+import Foundation
+import Logging
+import Metrics
+import Synchronization
+
+/// Delivers the outbox: claims due rows by lease, renders each mail, hands it to the transport and
+/// records the outcome right after the relay's answer.
+///
+/// It runs ``concurrency`` lanes, each on a thread of its own with one transport session (one SMTP
+/// connection reused across messages). Any number of senders, in this process or another, may
+/// work on the same database: the lease decides who sends what.
+public final class OutboxSender: Sendable {
+    /// How a run ends.
+    public enum Mode: Sendable {
+        /// Until everything due is delivered (waiting for rows other senders hold), then return.
+        case drain
+        /// Until ``stop()``; idle lanes wait for ``wake()`` or poll every second.
+        case continuous
+    }
+
+    /// What a drain left behind.
+    public struct Summary: Sendable, Equatable {
+        public var sent = 0
+        public var failed = 0
+        public var retried = 0
+        /// Still queued for a later retry when the run ended.
+        public var leftQueued = 0
+        /// The last transient failure, to explain what is left.
+        public var lastTransientError: String?
+    }
+
+    /// One delivery's outcome, for progress displays.
+    public enum Outcome: Sendable {
+        case sent
+        case retryLater
+        case failed
+    }
+
+    let database: AppDatabase
+    let transport: any MailTransport
+    let composer: MailComposer
+    let concurrency: Int
+    let logger: Logger
+    /// Who holds the leases this sender takes: host, process and a random part.
+    let owner: String
+    let batchSize: Int
+    /// How long a claim holds a row; renewed before every message, so it only runs out when the
+    /// process holding it died.
+    let lease: TimeInterval
+    /// The current time; tests move it.
+    let now: @Sendable () -> Date
+    private let state = Mutex(State())
+    private let doorbell = Doorbell()
+
+    private struct State {
+        var stopping = false
+        var summary = Summary()
+    }
+
+    public init(
+        database: AppDatabase, transport: any MailTransport, composer: MailComposer, concurrency: Int, logger: Logger,
+        batchSize: Int = 8, lease: TimeInterval = 60, now: @escaping @Sendable () -> Date = { Date() }
+    ) {
+        self.now = now
+        self.database = database
+        self.transport = transport
+        self.composer = composer
+        self.concurrency = max(1, concurrency)
+        self.logger = logger
+        self.batchSize = batchSize
+        self.lease = lease
+        self.owner = "\(ProcessInfo.processInfo.hostName):\(ProcessInfo.processInfo.processIdentifier):\(Token.generate().value.prefix(8))"
+    }
+
+    /// Asks the lanes to stop after the messages in flight.
+    public func stop() {
+        state.withLock { $0.stopping = true }
+        doorbell.ring()
+    }
+
+    /// Tells idle lanes that new mail is queued.
+    public func wake() {
+        doorbell.ring()
+    }
+
+    var isStopping: Bool { state.withLock { $0.stopping } }
+
+    /// Runs the lanes; in ``Mode/drain`` returns once nothing due is left, waiting for rows that
+    /// other senders hold until they are sent or their lease runs out.
+    ///
+    /// - Parameter progress: called from the lanes' threads after every delivery.
+    @discardableResult
+    public func run(mode: Mode, progress: @escaping @Sendable (Outcome) -> Void = { _ in }) async throws -> Summary {
+        while true {
+            try await runLanes(mode: mode, progress: progress)
+            if mode == .continuous || isStopping { break }
+            let backlog = try database.backlog(now: now())
+            if backlog.ready == 0 && backlog.leased == 0 { break }
+            if backlog.ready == 0 {
+                // Rows held by another sender: wait for it to finish them, or for its lease to run out.
+                try await Task.sleep(for: .milliseconds(500))
+            }
+        }
+        let left = try database.backlog(now: now())
+        return state.withLock { state in
+            state.summary.leftQueued = left.ready + left.leased + left.later
+            return state.summary
+        }
+    }
+
+    private func runLanes(mode: Mode, progress: @escaping @Sendable (Outcome) -> Void) async throws {
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for lane in 0..<concurrency {
+                group.addTask {
+                    try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+                        let thread = Thread {
+                            do {
+                                try self.runLane(mode: mode, progress: progress)
+                                continuation.resume()
+                            } catch {
+                                continuation.resume(throwing: error)
+                            }
+                        }
+                        thread.name = "waitlist-mail-\(lane)"
+                        thread.start()
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+    }
+
+    /// One lane: claim a batch, deliver it message by message over one session, repeat.
+    private func runLane(mode: Mode, progress: @Sendable (Outcome) -> Void) throws {
+        var session: (any MailSession)?
+        defer { session?.close() }
+        while !isStopping {
+            let batch: [Delivery]
+            do {
+                batch = try database.claimDue(owner: owner, limit: batchSize, lease: lease, now: now())
+            } catch {
+                if mode == .drain { throw WaitlistError(.unavailable, "The database is not answering: \(AppDatabase.describe(error)).") }
+                logger.error("Cannot claim mail from the outbox", metadata: ["error": "\(AppDatabase.describe(error))"])
+                doorbell.wait(timeout: 5)
+                continue
+            }
+            if batch.isEmpty {
+                if mode == .drain { return }
+                // Nothing due: close the connection while idle, and wait for new mail.
+                session?.close()
+                session = nil
+                doorbell.wait(timeout: 1)
+                continue
+            }
+            for (index, delivery) in batch.enumerated() {
+                let remaining = batch[index...].map(\.outboxId)
+                if isStopping {
+                    try? database.releaseLease(ids: remaining, owner: owner)
+                    return
+                }
+                try? database.renewLease(ids: remaining, owner: owner, lease: lease, now: now())
+                progress(deliver(delivery, session: &session))
+            }
+        }
+    }
+
+    /// Sends one message and records the outcome.
+    private func deliver(_ delivery: Delivery, session: inout (any MailSession)?) -> Outcome {
+        let message = composer.message(for: delivery, now: now())
+        let metadata: Logger.Metadata = ["outbox": "\(delivery.outboxId)", "kind": "\(delivery.kind.rawValue)", "attempt": "\(delivery.attempt)"]
+        do {
+            if session == nil { session = try transport.makeSession() }
+            try session!.send(message)
+        } catch {
+            // The session may be in an unknown state after a failure: start afresh next time.
+            session?.close()
+            session = nil
+            return record(failure: error, of: delivery, metadata: metadata)
+        }
+        do {
+            try database.markSent(id: delivery.outboxId, now: now())
+        } catch {
+            // Delivered but not recorded: the lease runs out and the row may go again; say so loudly.
+            logger.critical("Mail delivered but not recorded as sent", metadata: metadata.merging(["error": "\(error)"]) { $1 })
+        }
+        Counter(label: "waitlist_mail_sent_total", dimensions: [("kind", delivery.kind.rawValue)]).increment()
+        logger.debug("Mail delivered", metadata: metadata)
+        state.withLock { $0.summary.sent += 1 }
+        return .sent
+    }
+
+    private func record(failure: DeliveryError, of delivery: Delivery, metadata: Logger.Metadata) -> Outcome {
+        let newState = (try? database.markFailed(id: delivery.outboxId, error: failure, now: now())) ?? .queued
+        let details = metadata.merging(["reason": "\(failure.reason)"]) { $1 }
+        if newState == .failed {
+            Counter(label: "waitlist_mail_failed_total", dimensions: [("kind", delivery.kind.rawValue)]).increment()
+            logger.warning("Mail refused for good", metadata: details)
+            state.withLock { $0.summary.failed += 1 }
+            return .failed
+        }
+        Counter(label: "waitlist_mail_retried_total", dimensions: [("kind", delivery.kind.rawValue)]).increment()
+        logger.notice("Mail will be retried", metadata: details)
+        state.withLock {
+            $0.summary.retried += 1
+            $0.summary.lastTransientError = failure.reason
+        }
+        return .retryLater
+    }
+}
+
+/// Wakes threads waiting for work: a ring is remembered until a waiter takes it.
+final class Doorbell: Sendable {
+    private let condition = NSCondition()
+    private let rung = Mutex(false)
+
+    func ring() {
+        condition.lock()
+        rung.withLock { $0 = true }
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    /// Waits until rung or until `timeout` seconds have passed.
+    func wait(timeout: TimeInterval) {
+        condition.lock()
+        defer { condition.unlock() }
+        if !rung.withLock({ $0 }) {
+            _ = condition.wait(until: Date().addingTimeInterval(timeout))
+        }
+        rung.withLock { $0 = false }
+    }
+}

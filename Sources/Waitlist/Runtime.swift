@@ -1,0 +1,43 @@
+import Foundation
+import Logging
+
+/// What every command and the server start from: the settings, the database, the templates and
+/// the mail transport they describe.
+public struct Runtime: Sendable {
+    public let settings: Settings
+    public let database: AppDatabase
+    public let templates: Templates
+    public let composer: MailComposer
+    public let transport: any MailTransport
+    public let logger: Logger
+
+    /// Opens the database (creating and migrating it on first use) and prepares the mail transport.
+    public static func start(settings: Settings, logger: Logger) async throws -> Runtime {
+        let database = try AppDatabase.open(path: settings.databasePath)
+        let templates = try await Templates.load()
+        return Runtime(
+            settings: settings, database: database, templates: templates,
+            composer: MailComposer(templates: templates, baseURL: settings.baseURL, from: settings.mailFrom),
+            transport: makeTransport(settings: settings, logger: logger), logger: logger)
+    }
+
+    /// SMTP through libcurl when `WAITLIST_SMTP_URL` is set, else `.eml` files in the mail directory.
+    public static func makeTransport(settings: Settings, logger: Logger) -> any MailTransport {
+        if let smtp = settings.smtp {
+            return SMTPTransport(configuration: smtp, ehloName: settings.publicHost)
+        }
+        return FileTransport(directory: URL(fileURLWithPath: settings.mailDirectory), logger: logger)
+    }
+
+    /// A sender with the configured number of connections.
+    public func makeSender(logger: Logger? = nil) -> OutboxSender {
+        OutboxSender(
+            database: database, transport: transport, composer: composer, concurrency: settings.sendConcurrency, logger: logger ?? self.logger)
+    }
+
+    /// Where mail goes, for messages to the operator: never shows a password.
+    public var transportDescription: String {
+        if let smtp = settings.smtp { return "SMTP relay \(smtp)" }
+        return "files in \(settings.mailDirectory)/ (WAITLIST_SMTP_URL is not set)"
+    }
+}

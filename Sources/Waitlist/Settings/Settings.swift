@@ -1,0 +1,184 @@
+import Foundation
+import Logging
+
+/// Every setting the service reads, typed, with the contract's defaults.
+///
+/// Read once from the environment by ``Settings/init(environment:)``; every command and the server
+/// take their settings from here, so nothing else looks at the environment.
+public struct Settings: Sendable {
+    /// The SQLite file (`WAITLIST_DATABASE`).
+    public var databasePath: String
+    /// The public address used in every mailed link (`WAITLIST_BASE_URL`), without a trailing slash.
+    public var baseURL: String
+    /// The SMTP relay (`WAITLIST_SMTP_URL`); `nil` means mail is written as files into ``mailDirectory``.
+    public var smtp: SMTPConfiguration?
+    /// Where the file transport writes (`WAITLIST_MAIL_DIR`).
+    public var mailDirectory: String
+    /// The From header and envelope sender (`WAITLIST_MAIL_FROM`).
+    public var mailFrom: Mailbox
+    /// Signup attempts allowed per client address (`WAITLIST_SIGNUP_RATE_LIMIT`); `nil` is `off`.
+    public var signupRateLimit: Rate?
+    /// Proxies whose `X-Forwarded-For` is believed (`WAITLIST_TRUSTED_PROXIES`).
+    public var trustedProxies: [String]
+    /// Origins allowed to post the JSON API from a browser (`WAITLIST_ALLOWED_ORIGINS`).
+    public var allowedOrigins: [String]
+    /// Parallel SMTP connections (`WAITLIST_SEND_CONCURRENCY`).
+    public var sendConcurrency: Int
+    /// Most messages per second over all connections (`WAITLIST_SEND_RATE`); `nil` is `off`.
+    public var sendRate: Rate?
+    /// The log level (`WAITLIST_LOG_LEVEL`).
+    public var logLevel: Logger.Level
+
+    /// Settings with every default of the contract.
+    public init() {
+        self.databasePath = "waitlist.sqlite"
+        self.baseURL = "http://127.0.0.1:8080"
+        self.smtp = nil
+        self.mailDirectory = "mail"
+        self.mailFrom = Mailbox(displayName: "Waitlist", address: "waitlist@localhost")
+        self.signupRateLimit = Rate(count: 20, per: .hour)
+        self.trustedProxies = []
+        self.allowedOrigins = []
+        self.sendConcurrency = 4
+        self.sendRate = nil
+        self.logLevel = .info
+    }
+
+    /// Reads the settings from environment variables, keeping the default for each one unset or empty.
+    ///
+    /// - Throws: ``SettingsError`` naming the variable and what is wrong with its value.
+    public init(environment: [String: String]) throws(SettingsError) {
+        self.init()
+        func value(_ name: String) -> String? {
+            guard let raw = environment[name]?.trimmingCharacters(in: .whitespaces), !raw.isEmpty else { return nil }
+            return raw
+        }
+        if let path = value("WAITLIST_DATABASE") { databasePath = path }
+        if let url = value("WAITLIST_BASE_URL") {
+            guard let parsed = URL(string: url), let scheme = parsed.scheme, ["http", "https"].contains(scheme.lowercased()),
+                parsed.host != nil, parsed.query == nil
+            else {
+                throw SettingsError(variable: "WAITLIST_BASE_URL", message: "must be an http:// or https:// address such as https://waitlist.example.org")
+            }
+            baseURL = url.hasSuffix("/") ? String(url.dropLast()) : url
+        }
+        if let url = value("WAITLIST_SMTP_URL") {
+            do {
+                // A message's timeout stays well inside the outbox lease (60 s), so a slow relay
+                // never lets another sender take over a message still in flight.
+                smtp = try SMTPConfiguration(url: url, caFile: value("WAITLIST_SMTP_CA_FILE"), messageTimeout: .seconds(40))
+            } catch {
+                throw SettingsError(sentence: error.description)
+            }
+        }
+        if let directory = value("WAITLIST_MAIL_DIR") { mailDirectory = directory }
+        if let from = value("WAITLIST_MAIL_FROM") {
+            guard let mailbox = Mailbox(parsing: from) else {
+                throw SettingsError(variable: "WAITLIST_MAIL_FROM", message: "must look like `Name <address@example.org>` or `address@example.org`")
+            }
+            mailFrom = mailbox
+        }
+        if let limit = value("WAITLIST_SIGNUP_RATE_LIMIT") {
+            signupRateLimit = try Rate.parse(limit, variable: "WAITLIST_SIGNUP_RATE_LIMIT")
+        }
+        if let proxies = value("WAITLIST_TRUSTED_PROXIES") { trustedProxies = Self.list(proxies) }
+        if let origins = value("WAITLIST_ALLOWED_ORIGINS") { allowedOrigins = Self.list(origins) }
+        if let concurrency = value("WAITLIST_SEND_CONCURRENCY") {
+            guard let count = Int(concurrency), (1...64).contains(count) else {
+                throw SettingsError(variable: "WAITLIST_SEND_CONCURRENCY", message: "must be a whole number from 1 to 64")
+            }
+            sendConcurrency = count
+        }
+        if let rate = value("WAITLIST_SEND_RATE") {
+            sendRate = try Rate.parse(rate, variable: "WAITLIST_SEND_RATE")
+        }
+        if let level = value("WAITLIST_LOG_LEVEL") {
+            guard let parsed = Logger.Level(rawValue: level.lowercased()) else {
+                throw SettingsError(variable: "WAITLIST_LOG_LEVEL", message: "must be one of trace, debug, info, notice, warning, error, critical")
+            }
+            logLevel = parsed
+        }
+    }
+
+    /// The host name of ``baseURL``, used for Message-IDs and the SMTP greeting.
+    public var publicHost: String {
+        URL(string: baseURL)?.host ?? "localhost"
+    }
+
+    private static func list(_ value: String) -> [String] {
+        value.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+    }
+}
+
+/// A setting's value that cannot be used; its description is one sentence for the operator.
+public struct SettingsError: Error, CustomStringConvertible, Sendable {
+    /// One sentence naming the variable and what is wrong with it.
+    public var description: String
+
+    init(variable: String, message: String) {
+        self.description = "\(variable) \(message)."
+    }
+
+    init(sentence: String) {
+        self.description = sentence
+    }
+}
+
+/// A number of events per second, minute or hour, written `N/s`, `N/m` or `N/h`.
+public struct Rate: Sendable, Equatable, CustomStringConvertible {
+    /// The unit of time a ``Rate`` counts over.
+    public enum Period: String, Sendable {
+        case second = "s"
+        case minute = "m"
+        case hour = "h"
+
+        /// The period's length.
+        public var seconds: Double {
+            switch self {
+            case .second: 1
+            case .minute: 60
+            case .hour: 3600
+            }
+        }
+    }
+
+    public var count: Int
+    public var per: Period
+
+    public init(count: Int, per: Period) {
+        self.count = count
+        self.per = per
+    }
+
+    /// Events per second.
+    public var perSecond: Double { Double(count) / per.seconds }
+
+    public var description: String { "\(count)/\(per.rawValue)" }
+
+    /// Parses `N/s`, `N/m`, `N/h`; `off` gives `nil`.
+    static func parse(_ text: String, variable: String) throws(SettingsError) -> Rate? {
+        if text.lowercased() == "off" { return nil }
+        let parts = text.split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count == 2, let count = Int(parts[0]), count > 0, let period = Period(rawValue: parts[1].lowercased()) else {
+            throw SettingsError(variable: variable, message: "must be N/s, N/m, N/h with N a positive whole number, or off (got \"\(text)\")")
+        }
+        return Rate(count: count, per: period)
+    }
+}
+
+extension Mailbox {
+    /// Parses `Name <address>` or a bare `address`, as written in `WAITLIST_MAIL_FROM`.
+    init?(parsing text: String) {
+        let trimmed = text.trimmingCharacters(in: .whitespaces)
+        if let open = trimmed.lastIndex(of: "<"), trimmed.hasSuffix(">") {
+            let address = String(trimmed[trimmed.index(after: open)..<trimmed.index(before: trimmed.endIndex)])
+            var name = trimmed[..<open].trimmingCharacters(in: .whitespaces)
+            if name.hasPrefix("\""), name.hasSuffix("\""), name.count >= 2 { name = String(name.dropFirst().dropLast()) }
+            guard EmailAddress.isValidSender(address) else { return nil }
+            self.init(displayName: name.isEmpty ? nil : name, address: address)
+        } else {
+            guard EmailAddress.isValidSender(trimmed) else { return nil }
+            self.init(displayName: nil, address: trimmed)
+        }
+    }
+}

@@ -1,0 +1,73 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import Prometheus
+
+/// Everything the web service needs, handed in from outside: no globals, no singletons.
+public struct AppDependencies: Sendable {
+    public var settings: Settings
+    public var database: AppDatabase
+    public var templates: Templates
+    /// Where `/metrics` reads from.
+    public var metrics: PrometheusCollectorRegistry
+    /// Told when a signup queued mail (wakes the mail worker).
+    public var mailQueued: @Sendable () -> Void
+    /// The current time; tests move it.
+    public var now: @Sendable () -> Date
+
+    public init(
+        settings: Settings, database: AppDatabase, templates: Templates, metrics: PrometheusCollectorRegistry = PrometheusCollectorRegistry(),
+        mailQueued: @escaping @Sendable () -> Void = {}, now: @escaping @Sendable () -> Date = { Date() }
+    ) {
+        self.settings = settings
+        self.database = database
+        self.templates = templates
+        self.metrics = metrics
+        self.mailQueued = mailQueued
+        self.now = now
+    }
+}
+
+/// Builds the web application: the router with every route of the contract, and, when given,
+/// the mail worker as a service that starts and stops with it.
+///
+/// - Parameters:
+///   - dependencies: the database, templates, settings and clock.
+///   - hostname, port: where to listen.
+///   - worker: the mail worker to run beside the HTTP server, or `nil` (tests drive mail themselves).
+public func buildApplication(
+    _ dependencies: AppDependencies, hostname: String, port: Int, worker: OutboxWorker?, logger: Logger
+) -> some ApplicationProtocol {
+    var application = Application(
+        router: buildRouter(dependencies),
+        configuration: .init(address: .hostname(hostname, port: port), serverName: "waitlist"),
+        logger: logger)
+    if let worker { application.addServices(worker) }
+    return application
+}
+
+/// Builds the router: middleware (errors as pages, security headers, static files, metrics,
+/// request logs) and the controllers.
+public func buildRouter(_ dependencies: AppDependencies) -> Router<AppRequestContext> {
+    let router = Router(context: AppRequestContext.self)
+    let pages = Pages(templates: dependencies.templates)
+    let database = dependencies.database
+    let clientAddresses = ClientAddressResolver(trustedProxies: dependencies.settings.trustedProxies)
+    router.addMiddleware {
+        LogRequestsMiddleware(.debug)
+        MetricsMiddleware()
+        SecurityHeadersMiddleware(isHTTPS: dependencies.settings.baseURL.lowercased().hasPrefix("https://"))
+        ErrorPageMiddleware(pages: pages)
+        FileMiddleware("Public", searchForIndexHtml: false)
+    }
+    let coursePages = CoursePageController(database: database, pages: pages)
+    coursePages.addRoutes(to: router)
+    SignupController(
+        database: database, coursePages: coursePages, clientAddresses: clientAddresses, mailQueued: dependencies.mailQueued,
+        now: dependencies.now
+    ).addRoutes(to: router)
+    TokenPagesController(database: database, pages: pages, clientAddresses: clientAddresses, now: dependencies.now).addRoutes(to: router)
+    OperationsController(database: database, metrics: dependencies.metrics).addRoutes(to: router)
+    return router
+}

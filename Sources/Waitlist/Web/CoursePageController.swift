@@ -1,0 +1,64 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+
+/// The course pages: the "notify me" form while waiting, the date and enrolment link once open.
+struct CoursePageController: Sendable {
+    let database: AppDatabase
+    let pages: Pages
+
+    func addRoutes(to router: Router<AppRequestContext>) {
+        router.get("/", use: home)
+        router.get("/courses/:slug", use: coursePage)
+        router.get("/courses/:slug/subscribed", use: checkInbox)
+    }
+
+    /// The only course's page, or a list when there are several.
+    @Sendable func home(request: Request, context: AppRequestContext) async throws -> Response {
+        let language = request.preferredLanguage
+        let courses = try database.courses()
+        if courses.count == 1, let course = courses.first {
+            return try render(course: course, language: language, switchPath: "/")
+        }
+        let query = language == .ru ? "" : "?lang=\(language.rawValue)"
+        return pages.page(
+            "courses", language: language, title: Strings.table(language)["coursesTitle"]!,
+            context: ["courses": courses.map { ["slug": $0.slug, "title": $0.title, "query": query] }],
+            languageSwitch: "/?lang=\(Strings.table(language)["otherLang"]!)")
+    }
+
+    @Sendable func coursePage(request: Request, context: AppRequestContext) async throws -> Response {
+        let course = try database.resolveCourse(slug: try context.parameters.require("slug"))
+        return try render(course: course, language: request.preferredLanguage, switchPath: "/courses/\(course.slug)")
+    }
+
+    /// The "check your inbox" page a form signup is sent to.
+    @Sendable func checkInbox(request: Request, context: AppRequestContext) async throws -> Response {
+        let course = try database.resolveCourse(slug: try context.parameters.require("slug"))
+        let language = request.preferredLanguage
+        let words = Strings.table(language)
+        return pages.message(
+            language: language, heading: words["checkInboxTitle"]!, text: words["checkInboxText"]!, courseTitle: course.title,
+            hint: words["checkInboxHint"]!, link: (href: coursePath(course, language), label: words["backToCourse"]!))
+    }
+
+    /// The course page, optionally re-shown with the address typed and an error about it.
+    func render(
+        course: Course, language: Language, switchPath: String, status: HTTPResponse.Status = .ok, email: String? = nil,
+        error: String? = nil
+    ) throws -> Response {
+        var context: [String: Any] = ["course": ["slug": course.slug, "title": course.title]]
+        if let opening = try database.currentOpening(courseId: course.id!) {
+            context["opening"] = ["date": MailComposer.humanDate(opening.date, language: language), "enrolURL": opening.enrolURL]
+        }
+        if let email { context["email"] = email }
+        if let error { context["error"] = error }
+        let other = Strings.table(language)["otherLang"]!
+        return pages.page("course", language: language, title: course.title, status: status, context: context, languageSwitch: "\(switchPath)?lang=\(other)")
+    }
+}
+
+/// The path of a course's page in a language (Russian needs no parameter).
+func coursePath(_ course: Course, _ language: Language) -> String {
+    "/courses/\(course.slug)" + (language == .ru ? "" : "?lang=\(language.rawValue)")
+}

@@ -1,0 +1,92 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+
+/// Turns every error a route throws into a page (or JSON under `/api/`) with the right status,
+/// so that no input ever produces a bare 500 or a stack trace.
+struct ErrorPageMiddleware<Context: RequestContext>: RouterMiddleware {
+    let pages: Pages
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch let error as HTTPError {
+            return respond(to: request, status: error.status, headers: error.headers, message: error.body)
+        } catch let error as any HTTPResponseError {
+            return respond(to: request, status: error.status, headers: [:], message: nil)
+        } catch let error as WaitlistError {
+            let status: HTTPResponse.Status =
+                switch error.kind {
+                case .notFound: .notFound
+                case .usage, .data: .badRequest
+                case .unavailable: .serviceUnavailable
+                }
+            return respond(to: request, status: status, headers: [:], message: error.message)
+        } catch {
+            context.logger.error("Request failed", metadata: ["error": "\(String(reflecting: error))"])
+            return respond(to: request, status: .internalServerError, headers: [:], message: nil)
+        }
+    }
+
+    private func respond(to request: Request, status: HTTPResponse.Status, headers: HTTPFields, message: String?) -> Response {
+        var response: Response
+        if request.uri.path.hasPrefix("/api/") {
+            response = JSONReply.error(status: status, code: JSONReply.code(for: status), message: message ?? status.reasonPhrase)
+        } else {
+            response = pages.error(status, language: request.preferredLanguage, detail: status.code == 400 ? message : nil)
+        }
+        for field in headers where field.name != .contentType && field.name != .contentLength {
+            response.headers.append(field)
+        }
+        return response
+    }
+}
+
+/// Headers every answer carries: a strict Content-Security-Policy, no sniffing, no framing, no referrer.
+struct SecurityHeadersMiddleware<Context: RequestContext>: RouterMiddleware {
+    /// True when the service is reached over https, which turns on HSTS.
+    let isHTTPS: Bool
+
+    static var contentSecurityPolicy: String {
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
+            + "frame-ancestors 'none'; base-uri 'none'"
+    }
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        var response = try await next(request, context)
+        response.headers[.contentSecurityPolicy] = Self.contentSecurityPolicy
+        response.headers[.xContentTypeOptions] = "nosniff"
+        response.headers[.referrerPolicy] = "no-referrer"
+        response.headers[.xFrameOptions] = "DENY"
+        if isHTTPS { response.headers[.strictTransportSecurity] = "max-age=31536000" }
+        return response
+    }
+}
+
+/// JSON answers of the API.
+enum JSONReply {
+    static func body(_ object: [String: String], status: HTTPResponse.Status) -> Response {
+        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8)
+        return Response(
+            status: status, headers: [.contentType: "application/json; charset=utf-8", .cacheControl: "no-store"],
+            body: .init(byteBuffer: ByteBuffer(bytes: data)))
+    }
+
+    static func error(status: HTTPResponse.Status, code: String, message: String) -> Response {
+        body(["error": code, "message": message], status: status)
+    }
+
+    static func code(for status: HTTPResponse.Status) -> String {
+        switch status.code {
+        case 400: "bad_request"
+        case 404: "not_found"
+        case 405: "method_not_allowed"
+        case 413: "too_large"
+        case 415: "unsupported_media_type"
+        case 429: "too_many_requests"
+        case 400..<500: "bad_request"
+        default: "server_error"
+        }
+    }
+}

@@ -1,0 +1,110 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+
+/// The pages behind the links in mails. A GET only shows a page with a button: mail scanners fetch
+/// links, so nothing changes until the POST.
+struct TokenPagesController: Sendable {
+    let database: AppDatabase
+    let pages: Pages
+    let clientAddresses: ClientAddressResolver
+    let now: @Sendable () -> Date
+
+    func addRoutes(to router: Router<AppRequestContext>) {
+        router.get("/confirm/:token", use: showConfirm)
+        router.post("/confirm/:token", use: confirm)
+        router.get("/unsubscribe/:token", use: showUnsubscribe)
+        router.post("/unsubscribe/:token", use: unsubscribe)
+    }
+
+    // MARK: - Confirm
+
+    @Sendable func showConfirm(request: Request, context: AppRequestContext) async throws -> Response {
+        let language = request.preferredLanguage
+        guard let token = token(in: context) else { return unknownLink(language) }
+        switch try database.lookUp(token, purpose: .confirm, now: now()) {
+        case .valid(let subscriber, let course):
+            let words = Strings.table(subscriber.language)
+            if subscriber.status == .confirmed {
+                return pages.message(
+                    language: subscriber.language, heading: words["confirmedTitle"]!, text: words["alreadyConfirmedText"]!,
+                    courseTitle: course.title)
+            }
+            return pages.page(
+                "token-action", language: subscriber.language, title: words["confirmTitle"]!,
+                context: [
+                    "heading": words["confirmTitle"]!, "text": words["confirmText"]!, "courseTitle": course.title,
+                    "action": "/confirm/\(token.value)", "button": words["confirmButton"]!,
+                ])
+        case .expired(let course): return expiredLink(course, language)
+        case .unknown: return unknownLink(language)
+        }
+    }
+
+    @Sendable func confirm(request: Request, context: AppRequestContext) async throws -> Response {
+        let language = request.preferredLanguage
+        guard let token = token(in: context) else { return unknownLink(language) }
+        let client = ClientContext(
+            source: nil, ip: clientAddresses.clientAddress(of: request, peer: context.remoteAddress), userAgent: request.headers[.userAgent])
+        switch try database.confirm(token, client: client, now: now()) {
+        case .valid(let subscriber, let course):
+            let words = Strings.table(subscriber.language)
+            return pages.message(language: subscriber.language, heading: words["confirmedTitle"]!, text: words["confirmedText"]!, courseTitle: course.title)
+        case .expired(let course): return expiredLink(course, language)
+        case .unknown: return unknownLink(language)
+        }
+    }
+
+    // MARK: - Unsubscribe
+
+    @Sendable func showUnsubscribe(request: Request, context: AppRequestContext) async throws -> Response {
+        let language = request.preferredLanguage
+        guard let token = token(in: context) else { return unknownLink(language) }
+        switch try database.lookUp(token, purpose: .unsubscribe, now: now()) {
+        case .valid(let subscriber, let course):
+            let words = Strings.table(subscriber.language)
+            if subscriber.status == .unsubscribed {
+                return pages.message(language: subscriber.language, heading: words["unsubscribedTitle"]!, text: words["unsubscribedText"]!, courseTitle: course.title)
+            }
+            return pages.page(
+                "token-action", language: subscriber.language, title: words["unsubscribeTitle"]!,
+                context: [
+                    "heading": words["unsubscribeTitle"]!, "text": words["unsubscribeText"]!, "courseTitle": course.title,
+                    "action": "/unsubscribe/\(token.value)", "button": words["unsubscribeButton"]!,
+                ])
+        case .expired, .unknown: return unknownLink(language)
+        }
+    }
+
+    /// Unsubscribes at once; this is also the RFC 8058 one-click POST, whose body is ignored.
+    @Sendable func unsubscribe(request: Request, context: AppRequestContext) async throws -> Response {
+        let language = request.preferredLanguage
+        guard let token = token(in: context) else { return unknownLink(language) }
+        switch try database.unsubscribe(token, now: now()) {
+        case .valid(let subscriber, let course):
+            let words = Strings.table(subscriber.language)
+            return pages.message(language: subscriber.language, heading: words["unsubscribedTitle"]!, text: words["unsubscribedText"]!, courseTitle: course.title)
+        case .expired, .unknown: return unknownLink(language)
+        }
+    }
+
+    // MARK: - Helpers
+
+    private func token(in context: AppRequestContext) -> Token? {
+        context.parameters.get("token").flatMap { Token(link: $0) }
+    }
+
+    private func unknownLink(_ language: Language) -> Response {
+        let words = Strings.table(language)
+        return pages.message(
+            language: language, status: .notFound, heading: words["unknownLinkTitle"]!, text: words["unknownLinkText"]!,
+            link: (href: "/", label: words["signUpAgain"]!))
+    }
+
+    private func expiredLink(_ course: Course, _ language: Language) -> Response {
+        let words = Strings.table(language)
+        return pages.message(
+            language: language, status: .gone, heading: words["expiredTitle"]!, text: words["expiredText"]!, courseTitle: course.title,
+            link: (href: coursePath(course, language), label: words["signUpAgain"]!))
+    }
+}

@@ -1,0 +1,15 @@
+import ArgumentParser
+import Waitlist
+
+/// `waitlist send`: delivers what is queued and due, then exits.
+struct Send: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Deliver everything queued that is due, then exit; resumes an interrupted `open`.",
+        discussion: "Exits 0 when the outbox is empty, 75 when messages are left for a later retry, 69 when the relay is unreachable.")
+
+    func run() async throws {
+        try await withRuntime { runtime in
+            try await deliverQueued(runtime)
+        }
+    }
+}

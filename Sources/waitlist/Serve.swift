@@ -1,0 +1,42 @@
+import ArgumentParser
+import Hummingbird
+import Logging
+import Metrics
+import Prometheus
+import Waitlist
+
+/// `waitlist serve`: the web service and its mail worker.
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run the web service and its mail worker.")
+
+    @Option(name: .long, help: "The address to listen on.")
+    var hostname = "127.0.0.1"
+
+    @Option(name: .long, help: "The port to listen on.")
+    var port = 8080
+
+    func validate() throws {
+        guard (0...65535).contains(port) else { throw ValidationError("--port must be from 0 to 65535.") }
+    }
+
+    func run() async throws {
+        try await withRuntime { runtime in
+            let metrics = PrometheusCollectorRegistry()
+            MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: metrics))
+            let sender = runtime.makeSender(logger: Logger(label: "waitlist.mail"))
+            let dependencies = AppDependencies(
+                settings: runtime.settings, database: runtime.database, templates: runtime.templates, metrics: metrics,
+                mailQueued: { sender.wake() })
+            runtime.logger.info(
+                "Serving", metadata: ["address": "http://\(hostname):\(port)", "database": "\(runtime.settings.databasePath)", "mail": "\(runtime.transportDescription)"])
+            let app = buildApplication(
+                dependencies, hostname: hostname, port: port, worker: OutboxWorker(sender: sender, logger: Logger(label: "waitlist.mail")),
+                logger: Logger(label: "waitlist.http"))
+            do {
+                try await app.runService()
+            } catch {
+                throw WaitlistError(.unavailable, "The service stopped: \(error).")
+            }
+        }
+    }
+}

@@ -1,0 +1,77 @@
+import ArgumentParser
+import Foundation
+import Logging
+import Waitlist
+
+/// `waitlist`: the service and its operator's commands, all reading the same settings.
+@main
+struct WaitlistCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "waitlist",
+        abstract: "Keeps a course's \"notify me\" promise: signups with double opt-in, and one announcement when enrolment opens.",
+        discussion: "Settings come from WAITLIST_* environment variables; see the README.",
+        subcommands: [
+            Serve.self, OpenEnrolment.self, CloseEnrolment.self, Send.self, Status.self, CourseCommand.self, Export.self, Forget.self,
+            Backup.self, TestMail.self,
+        ])
+}
+
+/// The `--course` option shared by the commands that act on one course.
+struct CourseOption: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp("The course's slug; may be left out when there is only one course.", valueName: "slug"))
+    var course: String?
+}
+
+/// The contract's exit codes.
+enum ExitStatus {
+    static let usage = ExitCode(64)
+    static let data = ExitCode(65)
+    static let unavailable = ExitCode(69)
+    static let software = ExitCode(70)
+    static let tryLater = ExitCode(75)
+}
+
+/// Reads the settings, starts logging and opens the runtime, then runs `body`; any failure is
+/// printed as one sentence on stderr and turned into the contract's exit code.
+func withRuntime(_ body: (Runtime) async throws -> Void) async throws {
+    do {
+        let settings = try Settings(environment: ProcessInfo.processInfo.environment)
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = settings.logLevel
+            return handler
+        }
+        let runtime = try await Runtime.start(settings: settings, logger: Logger(label: "waitlist"))
+        try await body(runtime)
+    } catch let error as ExitCode {
+        throw error
+    } catch let error as SettingsError {
+        printError(error.description)
+        throw ExitStatus.usage
+    } catch let error as WaitlistError {
+        printError(error.message)
+        throw exitCode(for: error)
+    } catch {
+        printError("waitlist failed: \(error).")
+        throw ExitStatus.software
+    }
+}
+
+/// The exit code for an operational error.
+func exitCode(for error: WaitlistError) -> ExitCode {
+    switch error.kind {
+    case .usage: ExitStatus.usage
+    case .data, .notFound: ExitStatus.data
+    case .unavailable: ExitStatus.unavailable
+    }
+}
+
+/// Writes one line to standard error.
+func printError(_ message: String) {
+    FileHandle.standardError.write(Data((message + "\n").utf8))
+}
+
+/// True when the stream is a terminal (a person is watching).
+func isTerminal(_ descriptor: Int32) -> Bool {
+    isatty(descriptor) == 1
+}

@@ -1,0 +1,123 @@
+import Foundation
+import Synchronization
+import Testing
+
+@testable import Waitlist
+
+/// A clock tests move by hand.
+final class TestClock: Sendable {
+    private let current: Mutex<Date>
+
+    init(_ start: Date = Date(timeIntervalSince1970: 1_795_000_000)) {
+        current = Mutex(start)
+    }
+
+    var now: Date { current.withLock { $0 } }
+
+    func advance(by seconds: TimeInterval) {
+        current.withLock { $0 = $0.addingTimeInterval(seconds) }
+    }
+
+    /// The clock as the closure the app takes.
+    var function: @Sendable () -> Date { { self.now } }
+}
+
+/// A transport that keeps every message, and can be told to fail.
+final class RecordingTransport: MailTransport, Sendable {
+    private let state = Mutex<(messages: [MailMessage], failures: [DeliveryError])>(([], []))
+
+    /// Every message delivered so far.
+    var messages: [MailMessage] { state.withLock { $0.messages } }
+
+    /// The next deliveries fail with these errors, in order.
+    func failNext(_ errors: DeliveryError...) {
+        state.withLock { $0.failures.append(contentsOf: errors) }
+    }
+
+    func makeSession() throws(DeliveryError) -> any MailSession {
+        RecordingSession(transport: self)
+    }
+
+    fileprivate func deliver(_ message: MailMessage) throws(DeliveryError) {
+        let failure: DeliveryError? = state.withLock { state in
+            if !state.failures.isEmpty { return state.failures.removeFirst() }
+            state.messages.append(message)
+            return nil
+        }
+        if let failure { throw failure }
+    }
+}
+
+private final class RecordingSession: MailSession {
+    let transport: RecordingTransport
+
+    init(transport: RecordingTransport) {
+        self.transport = transport
+    }
+
+    func send(_ message: MailMessage) throws(DeliveryError) {
+        try transport.deliver(message)
+    }
+
+    func close() {}
+}
+
+/// Everything a test of the service needs: an in-memory database, the real templates, a
+/// recording transport and a hand-moved clock.
+struct TestWorld {
+    let database: AppDatabase
+    let templates: Templates
+    let transport = RecordingTransport()
+    let clock = TestClock()
+    var settings = Settings()
+
+    static func make() async throws -> TestWorld {
+        TestWorld(database: try AppDatabase.inMemory(), templates: try await Templates.load())
+    }
+
+    var composer: MailComposer {
+        MailComposer(templates: templates, baseURL: settings.baseURL, from: settings.mailFrom)
+    }
+
+    var course: Course {
+        get throws { try database.resolveCourse(slug: nil) }
+    }
+
+    /// Delivers everything due through the recording transport, as the worker would.
+    @discardableResult
+    func deliverAll() async throws -> OutboxSender.Summary {
+        try await sender().run(mode: .drain)
+    }
+
+    func sender(concurrency: Int = 1) -> OutboxSender {
+        OutboxSender(
+            database: database, transport: transport, composer: composer, concurrency: concurrency, logger: .init(label: "test"),
+            now: clock.function)
+    }
+
+    /// Signs an address up as a visitor would, through the database.
+    @discardableResult
+    func signUp(_ address: String, language: Language = .ru) throws -> SignupOutcome {
+        try database.subscribe(email: try EmailAddress(address), courseId: try course.id!, language: language, client: ClientContext(), now: clock.now)
+    }
+
+    /// The confirmation token of the last message sent to `address`, read from its link.
+    func linkToken(_ kind: String, in message: MailMessage) -> Token? {
+        let prefix = "\(settings.baseURL)/\(kind)/"
+        guard let range = message.text.range(of: prefix) else { return nil }
+        return Token(link: String(message.text[range.upperBound...].prefix(43)))
+    }
+
+    func lastMessage(to address: String) -> MailMessage? {
+        transport.messages.last { $0.to.address == address }
+    }
+
+    /// Signs up, delivers the confirmation and confirms through its link.
+    func confirmedSubscriber(_ address: String, language: Language = .ru) async throws {
+        try signUp(address, language: language)
+        try await deliverAll()
+        let message = try #require(lastMessage(to: address))
+        let token = try #require(linkToken("confirm", in: message))
+        _ = try database.confirm(token, client: ClientContext(), now: clock.now)
+    }
+}

@@ -1,0 +1,50 @@
+import Crypto
+import Foundation
+import Testing
+
+@testable import Waitlist
+
+@Suite("Tokens")
+struct TokenTests {
+    @Test("A token is 256 random bits in base64url, 43 characters, never repeated")
+    func generatedTokensAreLongAndDistinct() {
+        let tokens = (0..<1000).map { _ in Token.generate().value }
+        #expect(Set(tokens).count == 1000)
+        for token in tokens {
+            #expect(token.count == 43)
+            #expect(token.allSatisfy { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" })
+            #expect(Data(base64Encoded: token.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/") + "=")?.count == 32)
+        }
+    }
+
+    @Test("The stored hash is the SHA-256 of the token as written in the link")
+    func hashIsSHA256() throws {
+        let token = Token.generate()
+        #expect(token.hash == Data(SHA256.hash(data: Data(token.value.utf8))))
+        #expect(token.hash.count == 32)
+        let parsed = try #require(Token(link: token.value))
+        #expect(parsed.hash == token.hash)
+    }
+
+    @Test("Links that cannot hold one of our tokens are refused before any lookup", arguments: ["", "short", String(repeating: "a", count: 44), String(repeating: "a", count: 42) + "=", String(repeating: "é", count: 43), "../" + String(repeating: "a", count: 40)])
+    func malformedLinksAreRefused(_ text: String) {
+        #expect(Token(link: text) == nil)
+    }
+
+    @Test("A token's description never shows it whole")
+    func descriptionHidesToken() {
+        let token = Token.generate()
+        #expect(!"\(token)".contains(token.value))
+    }
+}
+
+@Suite("Retry schedule")
+struct RetryPolicyTests {
+    @Test("Back-off starts within 30 seconds, doubles, and stops growing at 15 minutes")
+    func schedule() {
+        let delays = (1...10).map(RetryPolicy.delay(afterAttempt:))
+        #expect(delays == [30, 60, 120, 240, 480, 900, 900, 900, 900, 900])
+        #expect(RetryPolicy.delay(afterAttempt: 1000) == 900)
+        #expect(RetryPolicy.giveUpAfter == 3 * 24 * 3600)
+    }
+}

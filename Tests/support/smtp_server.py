@@ -1,0 +1,159 @@
+#!/usr/bin/env python3
+"""A small SMTP server for the waitlist's live tests, built on aiosmtpd.
+
+    python3 Tests/support/smtp_server.py --port 0 --maildir DIR
+        [--auth USER:PASS] [--auth-without-tls]
+        [--starttls CERT KEY] [--require-starttls] [--silent]
+
+Prints `READY <port>` on stdout once it listens, and stops when stdin closes or on SIGTERM.
+
+Every accepted message is written into DIR as `<n>.eml` (the DATA exactly as received, with
+dot-stuffing undone) and then `<n>.json` (the envelope and the connection it came over); both
+are written to a temporary name first and renamed, so a `.json` file means its `.eml` is complete.
+Every AUTH attempt is appended to `DIR/auth.jsonl` as `{"login": ..., "success": ..., "tls": ...}`.
+
+Behaviour chosen by address, for testing failures:
+  recipient `reject...@`  550 5.1.1 no such user     (at RCPT)
+  recipient `defer...@`   451 4.3.0 try again later  (at RCPT)
+  recipient `spam...@`    554 5.7.1 message refused  (at the end of DATA)
+  sender    `reject...@`  553 5.7.1 sender not allowed (at MAIL FROM)
+"""
+
+import argparse
+import asyncio
+import itertools
+import json
+import os
+import signal
+import ssl
+import sys
+
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
+
+
+def local_part(address):
+    """The part of an address before the last `@`, lower-cased."""
+    return address.rpartition("@")[0].lower()
+
+
+def write_atomically(path, data):
+    """Writes bytes to `path` through a temporary file and a rename."""
+    temporary = path + ".tmp"
+    with open(temporary, "wb") as file:
+        file.write(data)
+    os.rename(temporary, path)
+
+
+class MaildirHandler:
+    """aiosmtpd hooks: applies the address rules above and stores accepted messages."""
+
+    def __init__(self, maildir, credentials):
+        self.maildir = maildir
+        self.credentials = credentials
+        self.message_numbers = itertools.count(1)
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        if local_part(address).startswith("reject"):
+            return "553 5.7.1 sender not allowed"
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        local = local_part(address)
+        if local.startswith("reject"):
+            return "550 5.1.1 no such user"
+        if local.startswith("defer"):
+            return "451 4.3.0 try again later"
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        if any(local_part(address).startswith("spam") for address in envelope.rcpt_tos):
+            return "554 5.7.1 message refused"
+        number = next(self.message_numbers)
+        base = os.path.join(self.maildir, str(number))
+        write_atomically(base + ".eml", envelope.original_content)
+        envelope_record = {
+            "mail_from": envelope.mail_from,
+            "rcpt_tos": envelope.rcpt_tos,
+            "mail_options": envelope.mail_options,
+            "peer": "%s:%d" % session.peer[:2],
+            "tls": session.ssl is not None,
+            "authenticated": session.authenticated is True,
+        }
+        write_atomically(base + ".json", json.dumps(envelope_record, ensure_ascii=False).encode())
+        return "250 OK"
+
+    def authenticate(self, server, session, envelope, mechanism, auth_data):
+        """aiosmtpd's authenticator: checks the login and records the attempt."""
+        success = (
+            isinstance(auth_data, LoginPassword)
+            and self.credentials is not None
+            and (auth_data.login.decode(), auth_data.password.decode()) == self.credentials
+        )
+        attempt = {
+            "login": auth_data.login.decode() if isinstance(auth_data, LoginPassword) else None,
+            "success": success,
+            "tls": session.ssl is not None,
+        }
+        with open(os.path.join(self.maildir, "auth.jsonl"), "a") as log:
+            log.write(json.dumps(attempt) + "\n")
+        # handled=False lets aiosmtpd answer 235 or 535 itself.
+        return AuthResult(success=success, handled=False)
+
+
+def parse_arguments():
+    parser = argparse.ArgumentParser(description="SMTP server for the waitlist's live tests")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument("--maildir", required=True, help="where accepted messages are written")
+    parser.add_argument("--auth", metavar="USER:PASS", help="require this login before MAIL FROM")
+    parser.add_argument("--auth-without-tls", action="store_true", help="offer AUTH on a clear connection")
+    parser.add_argument("--starttls", nargs=2, metavar=("CERT", "KEY"), help="offer STARTTLS with this certificate")
+    parser.add_argument("--require-starttls", action="store_true", help="refuse commands until STARTTLS")
+    parser.add_argument("--silent", action="store_true", help="accept connections but never answer (for timeouts)")
+    return parser.parse_args()
+
+
+async def serve(arguments):
+    os.makedirs(arguments.maildir, exist_ok=True)
+    credentials = tuple(arguments.auth.split(":", 1)) if arguments.auth else None
+    handler = MaildirHandler(arguments.maildir, credentials)
+    tls_context = None
+    if arguments.starttls:
+        tls_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        tls_context.load_cert_chain(*arguments.starttls)
+
+    def new_connection():
+        return SMTP(
+            handler,
+            hostname="waitlist-test-smtp",
+            enable_SMTPUTF8=True,
+            tls_context=tls_context,
+            require_starttls=arguments.require_starttls,
+            authenticator=handler.authenticate if credentials else None,
+            auth_required=credentials is not None,
+            auth_require_tls=not arguments.auth_without_tls,
+        )
+
+    loop = asyncio.get_running_loop()
+    protocol_factory = asyncio.Protocol if arguments.silent else new_connection
+    server = await loop.create_server(protocol_factory, arguments.host, arguments.port)
+    stopped = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, stopped.set)
+
+    def read_stdin():
+        if not os.read(sys.stdin.fileno(), 4096):
+            loop.remove_reader(sys.stdin.fileno())
+            stopped.set()
+
+    loop.add_reader(sys.stdin.fileno(), read_stdin)
+    print("READY %d" % server.sockets[0].getsockname()[1], flush=True)
+    await stopped.wait()
+    server.close()
+
+
+if __name__ == "__main__":
+    asyncio.run(serve(parse_arguments()))
