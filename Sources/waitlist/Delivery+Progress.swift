@@ -15,11 +15,12 @@ final class ProgressDisplay: Sendable {
     let total: Int
     let started = Date()
     let onTerminal: Bool
-    private let counts = Mutex(Counts())
+    private let counts: Mutex<Counts>
 
     init(total: Int, onTerminal: Bool) {
         self.total = max(total, 0)
         self.onTerminal = onTerminal
+        self.counts = Mutex(Counts(lastDraw: started))
     }
 
     /// Records one delivery's outcome (called from the sender's threads) and redraws when due.

@@ -38,13 +38,14 @@ struct OpenEnrolment: AsyncParsableCommand {
         try await withRuntime { runtime in
             let database = runtime.database
             let course = try database.resolveCourse(slug: courseOption.course)
-            guard let enrolURL = url ?? course.enrolURL else {
+            let current = try database.currentOpening(courseId: course.id!)
+            guard let enrolURL = url ?? current?.enrolURL ?? course.enrolURL else {
                 throw WaitlistError(.usage, "Give the enrolment link with --url (or store one with `waitlist course edit \(course.slug) --url ...`).")
             }
             guard AppDatabase.isWebAddress(enrolURL) else {
                 throw WaitlistError(.usage, "--url must be an http:// or https:// address (got \"\(enrolURL)\").")
             }
-            if let current = try database.currentOpening(courseId: course.id!), current.date != date {
+            if let current, current.date != date {
                 throw WaitlistError(.data, "Enrolment is open already for \(current.date); run `waitlist close` first to announce another date.")
             }
             let count = try database.recipientCount(courseId: course.id!)

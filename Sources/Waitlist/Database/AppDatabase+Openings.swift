@@ -32,13 +32,14 @@ extension AppDatabase {
     /// for the opening in progress, if any).
     public func recipientCount(courseId: Int64) throws -> Int {
         try writer.read { db in
+            // While waiting, everyone confirmed; while open, those the opening has not queued yet.
             let openingId = try Self.currentOpening(db, courseId: courseId)?.id
             return try Int.fetchOne(
                 db,
                 sql: """
                     SELECT count(*) FROM subscriber s
                     WHERE s.courseId = ? AND s.status = 'confirmed'
-                    AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.subscriberId = s.id AND o.openingId IS ?)
+                    AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.subscriberId = s.id AND o.openingId = ?)
                     """, arguments: [courseId, openingId]) ?? 0
         }
     }

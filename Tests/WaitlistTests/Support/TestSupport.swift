@@ -108,6 +108,12 @@ struct TestWorld {
         return Token(link: String(message.text[range.upperBound...].prefix(43)))
     }
 
+    /// The token of a `confirm` or `unsubscribe` link in the last message to `address`.
+    func token(_ kind: String, sentTo address: String) throws -> Token {
+        let message = try #require(lastMessage(to: address))
+        return try #require(linkToken(kind, in: message))
+    }
+
     func lastMessage(to address: String) -> MailMessage? {
         transport.messages.last { $0.to.address == address }
     }
