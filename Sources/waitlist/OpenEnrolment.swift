@@ -50,15 +50,15 @@ struct OpenEnrolment: AsyncParsableCommand {
             }
             let count = try database.recipientCount(courseId: course.id!)
             if dryRun {
-                print("Would open enrolment for «\(course.title)» on \(date) and mail \(count) confirmed subscribers.\n")
+                print("Would open enrolment for «\(course.title)» on \(date) and mail \(people(count)).\n")
                 print(preview(runtime, course: course, enrolURL: enrolURL))
                 return
             }
             if !yes {
                 guard isTerminal(STDIN_FILENO) else {
-                    throw WaitlistError(.usage, "Refusing to mail \(count) people without a confirmation: run on a terminal, or add --yes.")
+                    throw WaitlistError(.usage, "Refusing to mail \(people(count)) without a confirmation: run on a terminal, or add --yes.")
                 }
-                print("Open enrolment for «\(course.title)» on \(date) and mail \(count) confirmed subscribers? [y/N] ", terminator: "")
+                print("Open enrolment for «\(course.title)» on \(date) and mail \(people(count))? [y/N] ", terminator: "")
                 let answer = readLine()?.trimmingCharacters(in: .whitespaces).lowercased() ?? ""
                 guard ["y", "yes", "д", "да"].contains(answer) else {
                     print("Nothing was changed.")
@@ -71,6 +71,11 @@ struct OpenEnrolment: AsyncParsableCommand {
                     + "; \(result.newlyQueued) announcements queued.")
             try await deliverQueued(runtime)
         }
+    }
+
+    /// "1 confirmed subscriber", "2 confirmed subscribers".
+    private func people(_ count: Int) -> String {
+        count == 1 ? "1 confirmed subscriber" : "\(count) confirmed subscribers"
     }
 
     /// The announcement as the first subscriber would get it, in Russian, with a sample link.

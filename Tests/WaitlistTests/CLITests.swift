@@ -1,0 +1,282 @@
+import Foundation
+import Testing
+
+@testable import Waitlist
+
+/// Runs the built `waitlist` binary on a temporary database and mail directory.
+struct CLIHarness {
+    let directory: URL
+    var environment: [String: String]
+
+    init() throws {
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("waitlist-cli-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        environment = [
+            "WAITLIST_DATABASE": directory.appendingPathComponent("waitlist.sqlite").path,
+            "WAITLIST_MAIL_DIR": directory.appendingPathComponent("mail").path,
+            "WAITLIST_BASE_URL": "https://waitlist.example.org",
+            "WAITLIST_LOG_LEVEL": "warning",
+            "PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin",
+        ]
+    }
+
+    var databasePath: String { environment["WAITLIST_DATABASE"]! }
+
+    /// The `waitlist` executable built beside the test bundle.
+    static var executable: URL {
+        get throws {
+            var directory = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+            for _ in 0..<4 {
+                let candidate = directory.appendingPathComponent("waitlist")
+                if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
+                directory = directory.deletingLastPathComponent()
+            }
+            let fallback = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+                .appendingPathComponent(".build/debug/waitlist")
+            guard FileManager.default.isExecutableFile(atPath: fallback.path) else {
+                throw CLIError(description: "The waitlist executable is not built; run `swift build` first.")
+            }
+            return fallback
+        }
+    }
+
+    struct CLIError: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    struct Result {
+        var status: Int32
+        var stdout: String
+        var stderr: String
+    }
+
+    /// Runs `waitlist ARGS` with standard input from /dev/null (no terminal).
+    func run(_ arguments: String..., extraEnvironment: [String: String] = [:]) throws -> Result {
+        try run(arguments: arguments, extraEnvironment: extraEnvironment)
+    }
+
+    func run(arguments: [String], extraEnvironment: [String: String] = [:]) throws -> Result {
+        let process = Process()
+        process.executableURL = try Self.executable
+        process.arguments = arguments
+        process.environment = environment.merging(extraEnvironment) { $1 }
+        process.currentDirectoryURL = directory
+        let out = Pipe()
+        let err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        let stdout = out.fileHandleForReading.readDataToEndOfFile()
+        let stderr = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return Result(status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self), stderr: String(decoding: stderr, as: UTF8.self))
+    }
+
+    /// The `.eml` files the file transport wrote.
+    func mailFiles() -> [String] {
+        let mail = directory.appendingPathComponent("mail")
+        return ((try? FileManager.default.contentsOfDirectory(atPath: mail.path)) ?? []).filter { $0.hasSuffix(".eml") }.sorted()
+    }
+
+    /// Adds confirmed subscribers straight through the database, as if they had clicked their links.
+    func addConfirmed(_ addresses: [String]) throws {
+        let database = try AppDatabase.open(path: databasePath)
+        for address in addresses {
+            _ = try database.subscribe(email: try EmailAddress(address), courseId: 1, language: .ru, client: ClientContext(ip: "192.0.2.1"))
+        }
+        for delivery in try database.claimDue(owner: "test", limit: 1000, lease: 60) {
+            try database.markSent(id: delivery.outboxId)
+            _ = try database.confirm(try #require(delivery.confirmToken), client: ClientContext())
+        }
+    }
+
+    func cleanUp() {
+        try? FileManager.default.removeItem(at: directory)
+    }
+}
+
+@Suite("The command line")
+struct CLITests {
+    private let enrol = "https://school.example/enrol"
+
+    @Test("open mails every confirmed subscriber once; open again mails nobody; close and a new date mail everyone again")
+    func openCloseOpen() throws {
+        let cli = try CLIHarness()
+        defer { cli.cleanUp() }
+        try cli.addConfirmed(["anna@example.com", "boris@example.com", "vera@example.com"])
+
+        let opened = try cli.run("open", "--date", "2027-03-15", "--url", enrol, "--yes")
+        #expect(opened.status == 0, "\(opened.stderr)")
+        #expect(opened.stdout.contains("3 announcements queued"))
+        #expect(cli.mailFiles().count == 3)
+
+        let again = try cli.run("open", "--date", "2027-03-15", "--yes")
+        #expect(again.status == 0, "\(again.stderr)")
+        #expect(again.stdout.contains("0 announcements queued"))
+        #expect(cli.mailFiles().count == 3)
+
+        let other = try cli.run("open", "--date", "2027-04-01", "--url", enrol, "--yes")
+        #expect(other.status == 65)
+        #expect(other.stderr.contains("waitlist close"))
+
+        let closed = try cli.run("close")
+        #expect(closed.status == 0)
+        #expect(try AppDatabase.open(path: cli.databasePath).currentOpening(courseId: 1) == nil)
+
+        let reopened = try cli.run("open", "--date", "2027-09-01", "--url", enrol, "--yes")
+        #expect(reopened.status == 0, "\(reopened.stderr)")
+        #expect(cli.mailFiles().count == 6)
+
+        let status = try cli.run("status", "--json")
+        #expect(status.status == 0)
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(status.stdout.utf8)) as? [[String: Any]])
+        #expect(json.first?["confirmed"] as? Int == 3)
+        #expect(json.first?["mailSent"] as? Int == 9)
+        #expect(json.first?["openFor"] as? String == "2027-09-01")
+    }
+
+    @Test("open refuses without --yes when there is no terminal, and changes nothing")
+    func openNeedsConfirmation() throws {
+        let cli = try CLIHarness()
+        defer { cli.cleanUp() }
+        try cli.addConfirmed(["anna@example.com"])
+        let result = try cli.run("open", "--date", "2027-03-15", "--url", enrol)
+        #expect(result.status == 64)
+        #expect(result.stderr.contains("--yes"))
+        #expect(result.stderr.contains("1 confirmed subscriber "))
+        #expect(try AppDatabase.open(path: cli.databasePath).currentOpening(courseId: 1) == nil)
+        #expect(cli.mailFiles().isEmpty)
+    }
+
+    @Test("open --dry-run prints the count and the message and changes nothing")
+    func openDryRun() throws {
+        let cli = try CLIHarness()
+        defer { cli.cleanUp() }
+        try cli.addConfirmed(["anna@example.com", "boris@example.com"])
+        let result = try cli.run("open", "--date", "2027-03-15", "--url", enrol, "--dry-run")
+        #expect(result.status == 0)
+        #expect(result.stdout.contains("mail 2 confirmed subscribers"))
+        #expect(result.stdout.contains("15 марта 2027"))
+        #expect(result.stdout.contains(enrol))
+        #expect(result.stdout.contains("https://waitlist.example.org/unsubscribe/"))
+        #expect(try AppDatabase.open(path: cli.databasePath).currentOpening(courseId: 1) == nil)
+        #expect(cli.mailFiles().isEmpty)
+    }
+
+    @Test("Bad usage exits 64 with one sentence and no stack trace", arguments: [
+        ["open", "--date", "2027-02-30", "--url", "https://x.example", "--yes"],
+        ["open", "--date", "tomorrow", "--yes"],
+        ["open", "--date", "2027-03-15", "--yes"],
+        ["open", "--date", "2027-03-15", "--url", "javascript:alert(1)", "--yes"],
+        ["nonsense"],
+    ])
+    func badUsage(_ arguments: [String]) throws {
+        let cli = try CLIHarness()
+        defer { cli.cleanUp() }
+        let process = try cli.run(arguments: arguments)
+        #expect(process.status == 64)
+        #expect(!process.stderr.isEmpty)
+        #expect(!process.stderr.contains("Fatal error"))
+    }
+
+    @Test("An unknown course exits 65")
+    func unknownCourse() throws {
+        let cli = try CLIHarness()
+        defer { cli.cleanUp() }
+        let result = try cli.run("close", "--course", "nope")
+        #expect(result.status == 65)
+        #expect(result.stderr.contains("nope"))
+    }
+
+    @Test("A bad setting exits 64 naming the variable")
+    func badSetting() throws {
+        let cli = try CLIHarness()
+        defer { cli.cleanUp() }
+        let result = try cli.run("status", extraEnvironment: ["WAITLIST_SEND_CONCURRENCY": "lots"])
+        #expect(result.status == 64)
+        #expect(result.stderr.contains("WAITLIST_SEND_CONCURRENCY"))
+        let smtp = try cli.run("status", extraEnvironment: ["WAITLIST_SMTP_URL": "smtp://user:secret@"])
+        #expect(smtp.status == 64)
+        #expect(!smtp.stderr.contains("secret"))
+    }
+
+    @Test("send delivers what is queued and exits 0; with the relay unreachable it exits 69 and keeps the mail queued")
+    func sendDeliversOrKeeps() throws {
+        let cli = try CLIHarness()
+        defer { cli.cleanUp() }
+        let database = try AppDatabase.open(path: cli.databasePath)
+        _ = try database.subscribe(email: try EmailAddress("anna@example.com"), courseId: 1, language: .ru, client: ClientContext())
+        let unreachable = try cli.run("send", extraEnvironment: ["WAITLIST_SMTP_URL": "smtp://127.0.0.1:1"])
+        #expect(unreachable.status == 69, "\(unreachable.stderr)")
+        #expect(unreachable.stderr.contains("queued"))
+        #expect(try database.status(courseId: 1).mailQueued == 1)
+        // The retry is due 30 seconds later; move it to now, as time passing would.
+        try database.writer.write { db in try db.execute(sql: "UPDATE outbox SET nextAttemptAt = ?", arguments: [Date()]) }
+        let delivered = try cli.run("send")
+        #expect(delivered.status == 0, "\(delivered.stderr)")
+        #expect(cli.mailFiles().count == 1)
+        #expect(try database.status(courseId: 1).mailSent == 1)
+        #expect(try cli.run("send").status == 0)
+    }
+
+    @Test("course add, list and edit manage courses")
+    func courses() throws {
+        let cli = try CLIHarness()
+        defer { cli.cleanUp() }
+        #expect(try cli.run("course", "add", "pricing", "--title", "Ценообразование").status == 0)
+        #expect(try cli.run("course", "add", "Bad Slug", "--title", "x").status == 65)
+        #expect(try cli.run("course", "add", "pricing", "--title", "again").status == 65)
+        #expect(try cli.run("course", "edit", "pricing", "--url", enrol, "--title", "Цены").status == 0)
+        let list = try cli.run("course", "list")
+        #expect(list.stdout.contains("negotiation\tПереговоры и отношения с клиентами\twaiting"))
+        #expect(list.stdout.contains("pricing\tЦены\twaiting\t\(enrol)"))
+        let ambiguous = try cli.run("close")
+        #expect(ambiguous.status == 64)
+        #expect(ambiguous.stderr.contains("--course"))
+    }
+
+    @Test("export writes confirmed subscribers with their consent record; forget erases an address")
+    func exportAndForget() throws {
+        let cli = try CLIHarness()
+        defer { cli.cleanUp() }
+        try cli.addConfirmed(["anna@example.com", "=cmd@example.com"])
+        let csv = try cli.run("export")
+        #expect(csv.status == 0)
+        let lines = csv.stdout.split(separator: "\r\n")
+        #expect(lines.count == 3)
+        #expect(lines[0].hasPrefix("email,course,language,signed_up_at"))
+        #expect(lines[1].hasPrefix("anna@example.com,negotiation,ru,"))
+        #expect(lines[1].contains("192.0.2.1"))
+        #expect(lines[2].hasPrefix("'=cmd@example.com"))
+        let json = try cli.run("export", "--format", "json")
+        let records = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [[String: Any]])
+        #expect(records.map { $0["email"] as? String } == ["anna@example.com", "=cmd@example.com"])
+
+        let forgotten = try cli.run("forget", "Anna@Example.com")
+        #expect(forgotten.status == 0)
+        #expect(!(try cli.run("export").stdout.contains("anna@example.com")))
+        #expect(try cli.run("forget", "nobody@example.com").stdout.contains("No trace"))
+    }
+
+    @Test("backup writes a consistent copy that opens with the same data, and never overwrites")
+    func backup() throws {
+        let cli = try CLIHarness()
+        defer { cli.cleanUp() }
+        try cli.addConfirmed(["anna@example.com"])
+        let target = cli.directory.appendingPathComponent("copy.sqlite").path
+        #expect(try cli.run("backup", target).status == 0)
+        #expect(try AppDatabase.open(path: target).status(courseId: 1).confirmed == 1)
+        #expect(try cli.run("backup", target).status == 64)
+    }
+
+    @Test("test-mail sends one message through the configured transport")
+    func testMail() throws {
+        let cli = try CLIHarness()
+        defer { cli.cleanUp() }
+        #expect(try cli.run("test-mail", "ops@example.com").status == 0)
+        #expect(cli.mailFiles().count == 1)
+        #expect(try cli.run("test-mail", "not an address").status == 65)
+        #expect(try cli.run("test-mail", "ops@example.com", extraEnvironment: ["WAITLIST_SMTP_URL": "smtp://127.0.0.1:1"]).status == 69)
+    }
+}

@@ -1,0 +1,238 @@
+import Foundation
+import GRDB
+import Testing
+
+@testable import Waitlist
+
+@Suite("Opening enrolment and delivering the outbox")
+struct OutboxTests {
+    private let enrol = "https://school.example/enrol"
+
+    @Test("Open queues one announcement per confirmed subscriber, and nobody else")
+    func openQueuesConfirmedOnly() async throws {
+        // Given two confirmed, one pending and one unsubscribed address
+        let world = try await TestWorld.make()
+        try await world.confirmedSubscriber("anna@example.com")
+        try await world.confirmedSubscriber("boris@example.com", language: .en)
+        try await world.confirmedSubscriber("left@example.com")
+        _ = try world.database.unsubscribe(try world.token("unsubscribe", sentTo: "left@example.com"))
+        try world.signUp("pending@example.com")
+        try await world.deliverAll()
+        let before = world.transport.messages.count
+        // When enrolment opens
+        let result = try world.database.open(courseId: try world.course.id!, date: "2027-03-15", enrolURL: enrol, now: world.clock.now)
+        try await world.deliverAll()
+        // Then exactly the confirmed ones get the announcement
+        #expect(result.newlyQueued == 2)
+        let announcements = world.transport.messages.dropFirst(before)
+        #expect(Set(announcements.map(\.to.address)) == ["anna@example.com", "boris@example.com"])
+        #expect(announcements.count == 2)
+    }
+
+    @Test("Running open again for the same date mails nobody twice")
+    func openAgainMailsNobodyTwice() async throws {
+        let world = try await TestWorld.make()
+        for name in ["anna", "boris", "vera"] { try await world.confirmedSubscriber("\(name)@example.com") }
+        let courseId = try world.course.id!
+        let first = try world.database.open(courseId: courseId, date: "2027-03-15", enrolURL: enrol, now: world.clock.now)
+        try await world.deliverAll()
+        let count = world.transport.messages.count
+        let second = try world.database.open(courseId: courseId, date: "2027-03-15", enrolURL: enrol, now: world.clock.now)
+        try await world.deliverAll()
+        #expect(first.newlyQueued == 3)
+        #expect(second.newlyQueued == 0)
+        #expect(!second.isNew)
+        #expect(world.transport.messages.count == count)
+    }
+
+    @Test("Open for another date while open is refused")
+    func openOtherDateWhileOpenIsRefused() async throws {
+        let world = try await TestWorld.make()
+        let courseId = try world.course.id!
+        _ = try world.database.open(courseId: courseId, date: "2027-03-15", enrolURL: enrol)
+        #expect(throws: WaitlistError.self) { try world.database.open(courseId: courseId, date: "2027-04-01", enrolURL: enrol) }
+    }
+
+    @Test("After close, an open for a new date mails every confirmed, still subscribed address once more")
+    func reopenAfterClose() async throws {
+        let world = try await TestWorld.make()
+        try await world.confirmedSubscriber("anna@example.com")
+        try await world.confirmedSubscriber("boris@example.com")
+        let courseId = try world.course.id!
+        _ = try world.database.open(courseId: courseId, date: "2027-03-15", enrolURL: enrol, now: world.clock.now)
+        try await world.deliverAll()
+        _ = try world.database.unsubscribe(try world.token("unsubscribe", sentTo: "boris@example.com"))
+        #expect(try world.database.close(courseId: courseId) != nil)
+        #expect(try world.database.currentOpening(courseId: courseId) == nil)
+        let count = world.transport.messages.count
+        let reopened = try world.database.open(courseId: courseId, date: "2027-09-01", enrolURL: enrol, now: world.clock.now)
+        try await world.deliverAll()
+        #expect(reopened.newlyQueued == 1)
+        let new = world.transport.messages.dropFirst(count)
+        #expect(new.map(\.to.address) == ["anna@example.com"])
+        #expect(new.first?.text.contains("1 сентября 2027") == true)
+    }
+
+    @Test("Close cancels announcements not yet sent")
+    func closeCancelsQueued() async throws {
+        let world = try await TestWorld.make()
+        try await world.confirmedSubscriber("anna@example.com")
+        let courseId = try world.course.id!
+        _ = try world.database.open(courseId: courseId, date: "2027-03-15", enrolURL: enrol, now: world.clock.now)
+        try world.database.close(courseId: courseId)
+        let count = world.transport.messages.count
+        try await world.deliverAll()
+        #expect(world.transport.messages.count == count)
+        #expect(try world.database.status(courseId: courseId).mailQueued == 0)
+    }
+
+    @Test("Someone who confirms while enrolment is open gets the announcement at once")
+    func confirmWhileOpenQueuesAnnouncement() async throws {
+        let world = try await TestWorld.make()
+        _ = try world.database.open(courseId: try world.course.id!, date: "2027-03-15", enrolURL: enrol, now: world.clock.now)
+        try await world.confirmedSubscriber("late@example.com")
+        try await world.deliverAll()
+        let last = try #require(world.lastMessage(to: "late@example.com"))
+        #expect(last.text.contains(enrol))
+    }
+
+    @Test("The announcement has the date, the enrolment link, a visible unsubscribe link and the RFC 8058 headers")
+    func announcementContent() async throws {
+        let world = try await TestWorld.make()
+        try await world.confirmedSubscriber("anna@example.com")
+        try await world.confirmedSubscriber("boris@example.com", language: .en)
+        _ = try world.database.open(courseId: try world.course.id!, date: "2027-03-15", enrolURL: enrol, now: world.clock.now)
+        try await world.deliverAll()
+        for (address, date) in [("anna@example.com", "15 марта 2027"), ("boris@example.com", "15 March 2027")] {
+            let message = try #require(world.lastMessage(to: address))
+            let unsubscribe = try #require(world.linkToken("unsubscribe", in: message))
+            let link = "\(world.settings.baseURL)/unsubscribe/\(unsubscribe.value)"
+            #expect(message.text.contains(date))
+            #expect(message.text.contains(enrol))
+            #expect(message.text.contains(link))
+            #expect(message.html?.contains(#"href="\#(link)""#) == true)
+            #expect(message.html?.contains(enrol) == true)
+            let headers = Dictionary(uniqueKeysWithValues: message.extraHeaders.map { ($0.name, $0.value) })
+            #expect(headers["List-Unsubscribe"] == "<\(link)>")
+            #expect(headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click")
+        }
+        #expect(try world.lastMessage(to: "anna@example.com")?.subject.contains("Открыта запись") == true)
+        #expect(try world.lastMessage(to: "boris@example.com")?.subject.contains("Enrolment is open") == true)
+    }
+
+    @Test("The confirmation carries the confirm link under the base URL, in the subscriber's language")
+    func confirmationContent() async throws {
+        var world = try await TestWorld.make()
+        world.settings.baseURL = "https://waitlist.example.org"
+        try world.signUp("anna@example.com")
+        try world.signUp("boris@example.com", language: .en)
+        try await world.deliverAll()
+        let russian = try #require(world.lastMessage(to: "anna@example.com"))
+        #expect(russian.text.contains("https://waitlist.example.org/confirm/"))
+        #expect(russian.subject.contains("Подтвердите подписку"))
+        #expect(russian.text.contains("ничего не пришлём"))
+        let english = try #require(world.lastMessage(to: "boris@example.com"))
+        #expect(english.subject.hasPrefix("Please confirm"))
+        #expect(world.linkToken("confirm", in: english) != nil)
+    }
+
+    // MARK: - Failures
+
+    @Test("A transient failure is retried after the back-off, then delivered")
+    func transientFailureIsRetried() async throws {
+        let world = try await TestWorld.make()
+        world.transport.failNext(.transient("451 try again later"))
+        try world.signUp("anna@example.com")
+        let first = try await world.deliverAll()
+        #expect(first.retried == 1)
+        #expect(first.leftQueued == 1)
+        #expect(world.transport.messages.isEmpty)
+        let backlog = try world.database.backlog(now: world.clock.now)
+        #expect(backlog.later == 1)
+        #expect(backlog.nextAttemptAt == world.clock.now.addingTimeInterval(30))
+        world.clock.advance(by: 31)
+        let second = try await world.deliverAll()
+        #expect(second.sent == 1)
+        #expect(world.transport.messages.count == 1)
+        #expect(try world.database.backlog(now: world.clock.now).isEmpty)
+    }
+
+    @Test("A permanent failure marks the subscriber bounced and is never retried")
+    func permanentFailureBounces() async throws {
+        let world = try await TestWorld.make()
+        try await world.confirmedSubscriber("anna@example.com")
+        world.transport.failNext(.permanent("550 no such user"))
+        _ = try world.database.open(courseId: try world.course.id!, date: "2027-03-15", enrolURL: enrol, now: world.clock.now)
+        let summary = try await world.deliverAll()
+        #expect(summary.failed == 1)
+        world.clock.advance(by: 3600)
+        try await world.deliverAll()
+        let status = try world.database.status(courseId: try world.course.id!)
+        #expect(status.bounced == 1)
+        #expect(status.mailFailed == 1)
+        #expect(status.mailQueued == 0)
+        #expect(try world.signUp("anna@example.com") == .suppressed)
+    }
+
+    @Test("A message still failing after three days is given up")
+    func givesUpAfterThreeDays() throws {
+        let database = try AppDatabase.inMemory()
+        let start = Date(timeIntervalSince1970: 1_800_000_000)
+        _ = try database.subscribe(email: try EmailAddress("anna@example.com"), courseId: 1, language: .ru, client: ClientContext(), now: start)
+        var now = start
+        var state = OutboxState.queued
+        var attempts = 0
+        while state == .queued, attempts < 1000 {
+            let claimed = try database.claimDue(owner: "test", limit: 1, lease: 60, now: now)
+            if let delivery = claimed.first {
+                attempts += 1
+                state = try database.markFailed(id: delivery.outboxId, error: .transient("connection refused"), now: now)
+            }
+            now = now.addingTimeInterval(60)
+        }
+        #expect(state == .failed)
+        #expect(now.timeIntervalSince(start) >= RetryPolicy.giveUpAfter)
+        #expect(now.timeIntervalSince(start) < RetryPolicy.giveUpAfter + 16 * 60)
+    }
+
+    // MARK: - Leases
+
+    @Test("A lease left by a sender that died is claimed again once it runs out, and not before")
+    func expiredLeaseIsReclaimed() throws {
+        let database = try AppDatabase.inMemory()
+        let now = Date(timeIntervalSince1970: 1_800_000_000)
+        _ = try database.subscribe(email: try EmailAddress("anna@example.com"), courseId: 1, language: .ru, client: ClientContext(), now: now)
+        let first = try database.claimDue(owner: "dead", limit: 10, lease: 60, now: now)
+        #expect(first.count == 1)
+        #expect(try database.claimDue(owner: "alive", limit: 10, lease: 60, now: now.addingTimeInterval(59)).isEmpty)
+        #expect(try database.backlog(now: now.addingTimeInterval(59)).leased == 1)
+        let second = try database.claimDue(owner: "alive", limit: 10, lease: 60, now: now.addingTimeInterval(61))
+        #expect(second.map(\.outboxId) == first.map(\.outboxId))
+        #expect(second.first?.attempt == 2)
+    }
+
+    @Test("Two senders on one database file never send the same message twice")
+    func twoSendersNoDuplicates() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("waitlist-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = directory.appendingPathComponent("waitlist.sqlite").path
+        let first = try AppDatabase.open(path: path)
+        let second = try AppDatabase.open(path: path)
+        let world = try await TestWorld.make()
+        for index in 0..<300 {
+            _ = try first.subscribe(email: try EmailAddress("person\(index)@example.com"), courseId: 1, language: .ru, client: ClientContext())
+        }
+        let transport = RecordingTransport()
+        let senders = [first, second].map {
+            OutboxSender(database: $0, transport: transport, composer: world.composer, concurrency: 3, logger: .init(label: "test"), batchSize: 4)
+        }
+        async let a = senders[0].run(mode: .drain)
+        async let b = senders[1].run(mode: .drain)
+        let (summaryA, summaryB) = try await (a, b)
+        let recipients = transport.messages.map(\.to.address)
+        #expect(recipients.count == 300)
+        #expect(Set(recipients).count == 300)
+        #expect(summaryA.sent + summaryB.sent == 300)
+        #expect(try first.backlog().isEmpty)
+    }
+}
