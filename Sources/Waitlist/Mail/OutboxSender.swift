@@ -18,7 +18,7 @@ public final class OutboxSender: Sendable {
         case continuous
     }
 
-    /// What a drain left behind.
+    /// What one run did, and what it left behind.
     public struct Summary: Sendable, Equatable {
         public var sent = 0
         public var failed = 0
@@ -91,6 +91,7 @@ public final class OutboxSender: Sendable {
     /// - Parameter progress: called from the lanes' threads after every delivery.
     @discardableResult
     public func run(mode: Mode, progress: @escaping @Sendable (Outcome) -> Void = { _ in }) async throws -> Summary {
+        state.withLock { $0.summary = Summary() }
         while true {
             try await runLanes(mode: mode, progress: progress)
             if mode == .continuous || isStopping { break }
