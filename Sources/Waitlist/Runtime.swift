@@ -32,7 +32,8 @@ public struct Runtime: Sendable {
     /// A sender with the configured number of connections.
     public func makeSender(logger: Logger? = nil) -> OutboxSender {
         OutboxSender(
-            database: database, transport: transport, composer: composer, concurrency: settings.sendConcurrency, logger: logger ?? self.logger)
+            database: database, transport: transport, composer: composer, concurrency: settings.sendConcurrency,
+            logger: logger ?? self.logger)
     }
 
     /// Where mail goes, for messages to the operator: never shows a password.

@@ -53,8 +53,10 @@ enum ConsentCSV {
 
     static func row(_ record: ConsentRecord, dates: ISO8601DateFormatter) -> String {
         [
-            record.email, record.course, record.language, dates.string(from: record.signedUpAt), record.signupSource ?? "", record.signupIP ?? "",
-            record.signupUserAgent ?? "", record.confirmedAt.map(dates.string(from:)) ?? "", record.confirmIP ?? "", record.confirmUserAgent ?? "",
+            record.email, record.course, record.language, dates.string(from: record.signedUpAt), record.signupSource ?? "",
+            record.signupIP ?? "",
+            record.signupUserAgent ?? "", record.confirmedAt.map(dates.string(from:)) ?? "", record.confirmIP ?? "",
+            record.confirmUserAgent ?? "",
         ].map(field).joined(separator: ",") + "\r\n"
     }
 

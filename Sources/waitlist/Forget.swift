@@ -25,7 +25,8 @@ struct Forget: AsyncParsableCommand {
 
 /// `waitlist backup PATH`: a consistent online copy of the database.
 struct Backup: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Write a consistent copy of the database to a new file, while the service runs.")
+    static let configuration = CommandConfiguration(
+        abstract: "Write a consistent copy of the database to a new file, while the service runs.")
 
     @Argument(help: "The file to write; it must not exist yet.")
     var path: String

@@ -40,13 +40,15 @@ struct OpenEnrolment: AsyncParsableCommand {
             let course = try database.resolveCourse(slug: courseOption.course)
             let current = try database.currentOpening(courseId: course.id!)
             guard let enrolURL = url ?? current?.enrolURL ?? course.enrolURL else {
-                throw WaitlistError(.usage, "Give the enrolment link with --url (or store one with `waitlist course edit \(course.slug) --url ...`).")
+                throw WaitlistError(
+                    .usage, "Give the enrolment link with --url (or store one with `waitlist course edit \(course.slug) --url ...`).")
             }
             guard AppDatabase.isWebAddress(enrolURL) else {
                 throw WaitlistError(.usage, "--url must be an http:// or https:// address (got \"\(enrolURL)\").")
             }
             if let current, current.date != date {
-                throw WaitlistError(.data, "Enrolment is open already for \(current.date); run `waitlist close` first to announce another date.")
+                throw WaitlistError(
+                    .data, "Enrolment is open already for \(current.date); run `waitlist close` first to announce another date.")
             }
             let count = try database.recipientCount(courseId: course.id!)
             if dryRun {
@@ -56,7 +58,8 @@ struct OpenEnrolment: AsyncParsableCommand {
             }
             if !yes {
                 guard isTerminal(STDIN_FILENO) else {
-                    throw WaitlistError(.usage, "Refusing to mail \(people(count)) without a confirmation: run on a terminal, or add --yes.")
+                    throw WaitlistError(
+                        .usage, "Refusing to mail \(people(count)) without a confirmation: run on a terminal, or add --yes.")
                 }
                 print("Open enrolment for «\(course.title)» on \(date) and mail \(people(count))? [y/N] ", terminator: "")
                 let answer = readLine()?.trimmingCharacters(in: .whitespaces).lowercased() ?? ""
@@ -67,7 +70,9 @@ struct OpenEnrolment: AsyncParsableCommand {
             }
             let result = try database.open(courseId: course.id!, date: date, enrolURL: enrolURL)
             print(
-                (result.isNew ? "Enrolment for «\(course.title)» is open for \(date)" : "Enrolment for «\(course.title)» was open already for \(date)")
+                (result.isNew
+                    ? "Enrolment for «\(course.title)» is open for \(date)"
+                    : "Enrolment for «\(course.title)» was open already for \(date)")
                     + "; \(result.newlyQueued) announcements queued.")
             try await deliverQueued(runtime)
         }

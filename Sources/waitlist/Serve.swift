@@ -28,7 +28,11 @@ struct Serve: AsyncParsableCommand {
                 settings: runtime.settings, database: runtime.database, templates: runtime.templates, metrics: metrics,
                 mailQueued: { sender.wake() })
             runtime.logger.info(
-                "Serving", metadata: ["address": "http://\(hostname):\(port)", "database": "\(runtime.settings.databasePath)", "mail": "\(runtime.transportDescription)"])
+                "Serving",
+                metadata: [
+                    "address": "http://\(hostname):\(port)", "database": "\(runtime.settings.databasePath)",
+                    "mail": "\(runtime.transportDescription)",
+                ])
             let app = buildApplication(
                 dependencies, hostname: hostname, port: port, worker: OutboxWorker(sender: sender, logger: Logger(label: "waitlist.mail")),
                 logger: Logger(label: "waitlist.http"))

@@ -25,7 +25,9 @@ struct Status: AsyncParsableCommand {
             }
             for status in statuses {
                 print("\(status.course)  «\(status.title)»  " + (status.openFor.map { "enrolment open for \($0)" } ?? "waiting"))
-                print("  subscribers: \(status.pending) pending, \(status.confirmed) confirmed, \(status.unsubscribed) unsubscribed, \(status.bounced) bounced")
+                print(
+                    "  subscribers: \(status.pending) pending, \(status.confirmed) confirmed, \(status.unsubscribed) unsubscribed, \(status.bounced) bounced"
+                )
                 print("  mail:        \(status.mailQueued) queued, \(status.mailSent) sent, \(status.mailFailed) failed")
             }
         }

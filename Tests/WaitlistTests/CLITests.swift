@@ -31,7 +31,8 @@ struct CLIHarness {
                 if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
                 directory = directory.deletingLastPathComponent()
             }
-            let fallback = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            let fallback = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+                .deletingLastPathComponent()
                 .appendingPathComponent(".build/debug/waitlist")
             guard FileManager.default.isExecutableFile(atPath: fallback.path) else {
                 throw CLIError(description: "The waitlist executable is not built; run `swift build` first.")
@@ -70,7 +71,9 @@ struct CLIHarness {
         let stdout = out.fileHandleForReading.readDataToEndOfFile()
         let stderr = err.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
-        return Result(status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self), stderr: String(decoding: stderr, as: UTF8.self))
+        return Result(
+            status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self),
+            stderr: String(decoding: stderr, as: UTF8.self))
     }
 
     /// The `.eml` files the file transport wrote.
@@ -164,13 +167,15 @@ struct CLITests {
         #expect(cli.mailFiles().isEmpty)
     }
 
-    @Test("Bad usage exits 64 with one sentence and no stack trace", arguments: [
-        ["open", "--date", "2027-02-30", "--url", "https://x.example", "--yes"],
-        ["open", "--date", "tomorrow", "--yes"],
-        ["open", "--date", "2027-03-15", "--yes"],
-        ["open", "--date", "2027-03-15", "--url", "javascript:alert(1)", "--yes"],
-        ["nonsense"],
-    ])
+    @Test(
+        "Bad usage exits 64 with one sentence and no stack trace",
+        arguments: [
+            ["open", "--date", "2027-02-30", "--url", "https://x.example", "--yes"],
+            ["open", "--date", "tomorrow", "--yes"],
+            ["open", "--date", "2027-03-15", "--yes"],
+            ["open", "--date", "2027-03-15", "--url", "javascript:alert(1)", "--yes"],
+            ["nonsense"],
+        ])
     func badUsage(_ arguments: [String]) throws {
         let cli = try CLIHarness()
         defer { cli.cleanUp() }

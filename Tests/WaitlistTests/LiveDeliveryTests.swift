@@ -72,7 +72,8 @@ struct LiveDeliveryTests {
         let addresses = (1...40).map { "person\($0)@example.com" }
         try cli.addConfirmed(addresses)
         let result = try cli.run(
-            "open", "--date", "2027-03-15", "--url", "https://school.example/enrol", "--yes", extraEnvironment: ["WAITLIST_SMTP_URL": server.url])
+            "open", "--date", "2027-03-15", "--url", "https://school.example/enrol", "--yes",
+            extraEnvironment: ["WAITLIST_SMTP_URL": server.url])
         #expect(result.status == 0, "\(result.stderr)")
         #expect(result.stderr.contains("40/40 sent"))
         let received = try server.receivedMessages()
@@ -105,7 +106,8 @@ struct RawMail {
 
     /// The message after its header, with quoted-printable soft breaks and escapes undone.
     var decodedBody: String {
-        let body = text.components(separatedBy: "\r\n\r\n").dropFirst().joined(separator: "\r\n\r\n").replacingOccurrences(of: "=\r\n", with: "")
+        let body = text.components(separatedBy: "\r\n\r\n").dropFirst().joined(separator: "\r\n\r\n").replacingOccurrences(
+            of: "=\r\n", with: "")
         var bytes: [UInt8] = []
         var index = body.utf8.startIndex
         let utf8 = body.utf8

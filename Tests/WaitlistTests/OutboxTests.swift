@@ -116,8 +116,8 @@ struct OutboxTests {
             #expect(headers["List-Unsubscribe"] == "<\(link)>")
             #expect(headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click")
         }
-        #expect(try world.lastMessage(to: "anna@example.com")?.subject.contains("Открыта запись") == true)
-        #expect(try world.lastMessage(to: "boris@example.com")?.subject.contains("Enrolment is open") == true)
+        #expect(world.lastMessage(to: "anna@example.com")?.subject.contains("Открыта запись") == true)
+        #expect(world.lastMessage(to: "boris@example.com")?.subject.contains("Enrolment is open") == true)
     }
 
     @Test("The confirmation carries the confirm link under the base URL, in the subscriber's language")
@@ -178,7 +178,8 @@ struct OutboxTests {
     func givesUpAfterThreeDays() throws {
         let database = try AppDatabase.inMemory()
         let start = Date(timeIntervalSince1970: 1_800_000_000)
-        _ = try database.subscribe(email: try EmailAddress("anna@example.com"), courseId: 1, language: .ru, client: ClientContext(), now: start)
+        _ = try database.subscribe(
+            email: try EmailAddress("anna@example.com"), courseId: 1, language: .ru, client: ClientContext(), now: start)
         var now = start
         var state = OutboxState.queued
         var attempts = 0
@@ -201,7 +202,8 @@ struct OutboxTests {
     func expiredLeaseIsReclaimed() throws {
         let database = try AppDatabase.inMemory()
         let now = Date(timeIntervalSince1970: 1_800_000_000)
-        _ = try database.subscribe(email: try EmailAddress("anna@example.com"), courseId: 1, language: .ru, client: ClientContext(), now: now)
+        _ = try database.subscribe(
+            email: try EmailAddress("anna@example.com"), courseId: 1, language: .ru, client: ClientContext(), now: now)
         let first = try database.claimDue(owner: "dead", limit: 10, lease: 60, now: now)
         #expect(first.count == 1)
         #expect(try database.claimDue(owner: "alive", limit: 10, lease: 60, now: now.addingTimeInterval(59)).isEmpty)
@@ -220,11 +222,13 @@ struct OutboxTests {
         let second = try AppDatabase.open(path: path)
         let world = try await TestWorld.make()
         for index in 0..<300 {
-            _ = try first.subscribe(email: try EmailAddress("person\(index)@example.com"), courseId: 1, language: .ru, client: ClientContext())
+            _ = try first.subscribe(
+                email: try EmailAddress("person\(index)@example.com"), courseId: 1, language: .ru, client: ClientContext())
         }
         let transport = RecordingTransport()
         let senders = [first, second].map {
-            OutboxSender(database: $0, transport: transport, composer: world.composer, concurrency: 3, logger: .init(label: "test"), batchSize: 4)
+            OutboxSender(
+                database: $0, transport: transport, composer: world.composer, concurrency: 3, logger: .init(label: "test"), batchSize: 4)
         }
         async let a = senders[0].run(mode: .drain)
         async let b = senders[1].run(mode: .drain)

@@ -44,7 +44,7 @@ struct RouteTests {
         try await world.application().test(.router) { client async throws in
             let page = try await client.get("/courses/negotiation").text
             #expect(page.contains("15 марта 2027"))
-            #expect(page.contains(#"href="https://school.example/enrol?x&#61;1&amp;y&#61;2""#) || page.contains("https://school.example/enrol?x=1&amp;y=2"))
+            #expect(page.contains(#"href="https://school.example/enrol?x=1&amp;y=2""#))
             #expect(!page.contains(#"action="/subscribe""#))
         }
     }
@@ -89,7 +89,8 @@ struct RouteTests {
     func formSignupRedirects() async throws {
         let world = try await TestWorld.make()
         try await world.application().test(.router) { client async throws in
-            let response = try await client.postForm("/subscribe", [("email", "anna@example.com"), ("course", "negotiation"), ("locale", "ru")])
+            let response = try await client.postForm(
+                "/subscribe", [("email", "anna@example.com"), ("course", "negotiation"), ("locale", "ru")])
             #expect(response.status == .seeOther)
             #expect(response.headers[.location] == "/courses/negotiation/subscribed?lang=ru")
             let inbox = try await client.get(try #require(response.headers[.location]))
@@ -144,7 +145,9 @@ struct RouteTests {
             #expect(try await client.post("/subscribe", body: "email=%ZZ", headers: form).status == .badRequest)
             #expect(try await client.post("/subscribe", body: "course=negotiation", headers: form).status == .badRequest)
             #expect(try await client.post("/subscribe", body: "email=a%FFb@example.com", headers: form).status == .badRequest)
-            #expect(try await client.post("/subscribe", body: "email=a@example.com", headers: [.contentType: "text/plain"]).status == .unsupportedMediaType)
+            #expect(
+                try await client.post("/subscribe", body: "email=a@example.com", headers: [.contentType: "text/plain"]).status
+                    == .unsupportedMediaType)
             #expect(try await client.postForm("/subscribe", [("email", "a@example.com"), ("course", "nope")]).status == .notFound)
             let huge = "email=" + String(repeating: "a", count: 17 * 1024)
             #expect(try await client.post("/subscribe", body: huge, headers: form).status == .contentTooLarge)
@@ -156,7 +159,8 @@ struct RouteTests {
     func apiSignup() async throws {
         let world = try await TestWorld.make()
         try await world.application().test(.router) { client async throws in
-            let response = try await client.postJSON("/api/subscribe", #"{"email": "anna@example.com", "course": "negotiation", "locale": "en"}"#)
+            let response = try await client.postJSON(
+                "/api/subscribe", #"{"email": "anna@example.com", "course": "negotiation", "locale": "en"}"#)
             #expect(response.status == .accepted)
             #expect(response.text == #"{"status":"pending"}"#)
         }
@@ -191,7 +195,8 @@ struct RouteTests {
     func apiWantsJSON() async throws {
         let world = try await TestWorld.make()
         try await world.application().test(.router) { client async throws in
-            let response = try await client.post("/api/subscribe", body: #"{"email": "a@example.com"}"#, headers: [.contentType: "text/plain"])
+            let response = try await client.post(
+                "/api/subscribe", body: #"{"email": "a@example.com"}"#, headers: [.contentType: "text/plain"])
             #expect(response.status == .unsupportedMediaType)
         }
     }

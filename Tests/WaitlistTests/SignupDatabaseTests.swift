@@ -126,7 +126,8 @@ struct SignupDatabaseTests {
     func unsubscribeCancelsQueuedMail() async throws {
         let world = try await TestWorld.make()
         try await world.confirmedSubscriber("anna@example.com")
-        _ = try world.database.open(courseId: try world.course.id!, date: "2027-03-15", enrolURL: "https://school.example/enrol", now: world.clock.now)
+        _ = try world.database.open(
+            courseId: try world.course.id!, date: "2027-03-15", enrolURL: "https://school.example/enrol", now: world.clock.now)
         let message = try #require(world.lastMessage(to: "anna@example.com"))
         let token = try #require(world.linkToken("unsubscribe", in: message))
         guard case .valid(let subscriber, _) = try world.database.unsubscribe(token, now: world.clock.now) else {
@@ -148,7 +149,9 @@ struct SignupDatabaseTests {
         let remaining = try await world.database.writer.read { db in
             (
                 try String.fetchAll(db, sql: "SELECT email FROM subscriber"),
-                try Int.fetchOne(db, sql: "SELECT count(*) FROM token t JOIN subscriber s ON s.id = t.subscriberId WHERE s.emailKey = 'anna@example.com'"),
+                try Int.fetchOne(
+                    db, sql: "SELECT count(*) FROM token t JOIN subscriber s ON s.id = t.subscriberId WHERE s.emailKey = 'anna@example.com'"
+                ),
                 try Int.fetchOne(db, sql: "SELECT count(*) FROM outbox WHERE subscriberId NOT IN (SELECT id FROM subscriber)")
             )
         }
@@ -164,7 +167,8 @@ struct SignupDatabaseTests {
         #expect(throws: DatabaseError.self) {
             try world.database.writer.write { db in
                 try db.execute(
-                    sql: "INSERT INTO subscriber (courseId, email, emailKey, language, status, createdAt) VALUES (1, 'Anna@example.com', 'anna@example.com', 'ru', 'pending', ?)",
+                    sql:
+                        "INSERT INTO subscriber (courseId, email, emailKey, language, status, createdAt) VALUES (1, 'Anna@example.com', 'anna@example.com', 'ru', 'pending', ?)",
                     arguments: [Date()])
             }
         }

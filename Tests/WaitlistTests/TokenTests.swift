@@ -13,7 +13,9 @@ struct TokenTests {
         for token in tokens {
             #expect(token.count == 43)
             #expect(token.allSatisfy { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" })
-            #expect(Data(base64Encoded: token.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/") + "=")?.count == 32)
+            #expect(
+                Data(base64Encoded: token.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/") + "=")?.count
+                    == 32)
         }
     }
 
@@ -26,7 +28,12 @@ struct TokenTests {
         #expect(parsed.hash == token.hash)
     }
 
-    @Test("Links that cannot hold one of our tokens are refused before any lookup", arguments: ["", "short", String(repeating: "a", count: 44), String(repeating: "a", count: 42) + "=", String(repeating: "é", count: 43), "../" + String(repeating: "a", count: 40)])
+    @Test(
+        "Links that cannot hold one of our tokens are refused before any lookup",
+        arguments: [
+            "", "short", String(repeating: "a", count: 44), String(repeating: "a", count: 42) + "=", String(repeating: "é", count: 43),
+            "../" + String(repeating: "a", count: 40),
+        ])
     func malformedLinksAreRefused(_ text: String) {
         #expect(Token(link: text) == nil)
     }

@@ -88,7 +88,8 @@ extension AppDatabase {
             opening.closedAt = now
             try opening.update(db)
             try db.execute(
-                sql: "UPDATE outbox SET state = 'cancelled', leaseOwner = NULL, leaseExpiresAt = NULL WHERE openingId = ? AND state = 'queued'",
+                sql:
+                    "UPDATE outbox SET state = 'cancelled', leaseOwner = NULL, leaseExpiresAt = NULL WHERE openingId = ? AND state = 'queued'",
                 arguments: [opening.id])
             return opening
         }

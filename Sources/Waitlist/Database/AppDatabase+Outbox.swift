@@ -88,10 +88,12 @@ extension AppDatabase {
                     }
                 guard stillWanted else {
                     try db.execute(
-                        sql: "UPDATE outbox SET state = 'cancelled', leaseOwner = NULL, leaseExpiresAt = NULL WHERE id = ?", arguments: [id])
+                        sql: "UPDATE outbox SET state = 'cancelled', leaseOwner = NULL, leaseExpiresAt = NULL WHERE id = ?", arguments: [id]
+                    )
                     continue
                 }
-                let confirmToken = kind == .confirmation ? try Self.issueToken(db, subscriberId: subscriber.id!, purpose: .confirm, now: now) : nil
+                let confirmToken =
+                    kind == .confirmation ? try Self.issueToken(db, subscriberId: subscriber.id!, purpose: .confirm, now: now) : nil
                 let unsubscribeToken = try Self.issueToken(db, subscriberId: subscriber.id!, purpose: .unsubscribe, now: now)
                 deliveries.append(
                     Delivery(
@@ -106,8 +108,10 @@ extension AppDatabase {
     public func renewLease(ids: [Int64], owner: String, lease: TimeInterval, now: Date = Date()) throws {
         guard !ids.isEmpty else { return }
         try writer.write { db in
-            try OutboxMessage.filter(ids.contains(Column("id")) && Column("leaseOwner") == owner && OutboxMessage.Columns.state == OutboxState.queued)
-                .updateAll(db, Column("leaseExpiresAt").set(to: now.addingTimeInterval(lease)))
+            _ = try OutboxMessage.filter(
+                ids.contains(Column("id")) && Column("leaseOwner") == owner && OutboxMessage.Columns.state == OutboxState.queued
+            )
+            .updateAll(db, Column("leaseExpiresAt").set(to: now.addingTimeInterval(lease)))
         }
     }
 
@@ -115,8 +119,10 @@ extension AppDatabase {
     public func releaseLease(ids: [Int64], owner: String) throws {
         guard !ids.isEmpty else { return }
         try writer.write { db in
-            try OutboxMessage.filter(ids.contains(Column("id")) && Column("leaseOwner") == owner && OutboxMessage.Columns.state == OutboxState.queued)
-                .updateAll(db, Column("leaseOwner").set(to: nil), Column("leaseExpiresAt").set(to: nil), Column("attempts") -= 1)
+            _ = try OutboxMessage.filter(
+                ids.contains(Column("id")) && Column("leaseOwner") == owner && OutboxMessage.Columns.state == OutboxState.queued
+            )
+            .updateAll(db, Column("leaseOwner").set(to: nil), Column("leaseExpiresAt").set(to: nil), Column("attempts") -= 1)
         }
     }
 
@@ -187,7 +193,8 @@ extension AppDatabase {
     /// Counts one opening's announcements by state, for the progress of `waitlist open`.
     public func announcementCounts(openingId: Int64) throws -> [OutboxState: Int] {
         try writer.read { db in
-            let rows = try Row.fetchAll(db, sql: "SELECT state, count(*) AS n FROM outbox WHERE openingId = ? GROUP BY state", arguments: [openingId])
+            let rows = try Row.fetchAll(
+                db, sql: "SELECT state, count(*) AS n FROM outbox WHERE openingId = ? GROUP BY state", arguments: [openingId])
             var counts: [OutboxState: Int] = [:]
             for row in rows { counts[row["state"] as OutboxState] = row["n"] }
             return counts

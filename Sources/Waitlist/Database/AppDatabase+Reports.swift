@@ -41,7 +41,9 @@ extension AppDatabase {
                 throw WaitlistError(.notFound, "The course no longer exists.")
             }
             var people: [SubscriberStatus: Int] = [:]
-            for row in try Row.fetchAll(db, sql: "SELECT status, count(*) AS n FROM subscriber WHERE courseId = ? GROUP BY status", arguments: [courseId]) {
+            for row in try Row.fetchAll(
+                db, sql: "SELECT status, count(*) AS n FROM subscriber WHERE courseId = ? GROUP BY status", arguments: [courseId])
+            {
                 people[row["status"] as SubscriberStatus] = row["n"]
             }
             var mail: [OutboxState: Int] = [:]

@@ -119,7 +119,9 @@ extension AppDatabase {
     }
 
     static func lookUp(_ db: Database, token: Token, purpose: TokenPurpose, now: Date) throws -> TokenLookup {
-        guard let record = try TokenRecord.filter(TokenRecord.Columns.hash == token.hash && TokenRecord.Columns.purpose == purpose).fetchOne(db),
+        guard
+            let record = try TokenRecord.filter(TokenRecord.Columns.hash == token.hash && TokenRecord.Columns.purpose == purpose).fetchOne(
+                db),
             let subscriber = try Subscriber.fetchOne(db, key: record.subscriberId),
             let course = try Course.fetchOne(db, key: subscriber.courseId)
         else { return .unknown }
@@ -172,7 +174,8 @@ extension AppDatabase {
 
     static func cancelQueuedMail(_ db: Database, subscriberId: Int64) throws {
         try db.execute(
-            sql: "UPDATE outbox SET state = 'cancelled', leaseOwner = NULL, leaseExpiresAt = NULL WHERE subscriberId = ? AND state = 'queued'",
+            sql:
+                "UPDATE outbox SET state = 'cancelled', leaseOwner = NULL, leaseExpiresAt = NULL WHERE subscriberId = ? AND state = 'queued'",
             arguments: [subscriberId])
     }
 }

@@ -168,7 +168,9 @@ public final class OutboxSender: Sendable {
     /// Sends one message and records the outcome.
     private func deliver(_ delivery: Delivery, session: inout (any MailSession)?) -> Outcome {
         let message = composer.message(for: delivery, now: now())
-        let metadata: Logger.Metadata = ["outbox": "\(delivery.outboxId)", "kind": "\(delivery.kind.rawValue)", "attempt": "\(delivery.attempt)"]
+        let metadata: Logger.Metadata = [
+            "outbox": "\(delivery.outboxId)", "kind": "\(delivery.kind.rawValue)", "attempt": "\(delivery.attempt)",
+        ]
         do {
             if session == nil { session = try transport.makeSession() }
             try session!.send(message)

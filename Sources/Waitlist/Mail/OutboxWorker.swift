@@ -14,7 +14,7 @@ public struct OutboxWorker: Service {
 
     public func run() async throws {
         logger.info("Mail worker started", metadata: ["connections": "\(sender.concurrency)"])
-        try await withGracefulShutdownHandler {
+        _ = try await withGracefulShutdownHandler {
             try await sender.run(mode: .continuous)
         } onGracefulShutdown: {
             sender.stop()

@@ -58,7 +58,8 @@ public struct Settings: Sendable {
             guard let parsed = URL(string: url), let scheme = parsed.scheme, ["http", "https"].contains(scheme.lowercased()),
                 parsed.host != nil, parsed.query == nil
             else {
-                throw SettingsError(variable: "WAITLIST_BASE_URL", message: "must be an http:// or https:// address such as https://waitlist.example.org")
+                throw SettingsError(
+                    variable: "WAITLIST_BASE_URL", message: "must be an http:// or https:// address such as https://waitlist.example.org")
             }
             baseURL = url.hasSuffix("/") ? String(url.dropLast()) : url
         }
@@ -74,7 +75,8 @@ public struct Settings: Sendable {
         if let directory = value("WAITLIST_MAIL_DIR") { mailDirectory = directory }
         if let from = value("WAITLIST_MAIL_FROM") {
             guard let mailbox = Mailbox(parsing: from) else {
-                throw SettingsError(variable: "WAITLIST_MAIL_FROM", message: "must look like `Name <address@example.org>` or `address@example.org`")
+                throw SettingsError(
+                    variable: "WAITLIST_MAIL_FROM", message: "must look like `Name <address@example.org>` or `address@example.org`")
             }
             mailFrom = mailbox
         }
@@ -94,7 +96,8 @@ public struct Settings: Sendable {
         }
         if let level = value("WAITLIST_LOG_LEVEL") {
             guard let parsed = Logger.Level(rawValue: level.lowercased()) else {
-                throw SettingsError(variable: "WAITLIST_LOG_LEVEL", message: "must be one of trace, debug, info, notice, warning, error, critical")
+                throw SettingsError(
+                    variable: "WAITLIST_LOG_LEVEL", message: "must be one of trace, debug, info, notice, warning, error, critical")
             }
             logLevel = parsed
         }
@@ -160,7 +163,8 @@ public struct Rate: Sendable, Equatable, CustomStringConvertible {
         if text.lowercased() == "off" { return nil }
         let parts = text.split(separator: "/", omittingEmptySubsequences: false)
         guard parts.count == 2, let count = Int(parts[0]), count > 0, let period = Period(rawValue: parts[1].lowercased()) else {
-            throw SettingsError(variable: variable, message: "must be N/s, N/m, N/h with N a positive whole number, or off (got \"\(text)\")")
+            throw SettingsError(
+                variable: variable, message: "must be N/s, N/m, N/h with N a positive whole number, or off (got \"\(text)\")")
         }
         return Rate(count: count, per: period)
     }

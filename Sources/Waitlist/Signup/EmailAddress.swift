@@ -88,7 +88,10 @@ public struct EmailAddress: Sendable, Hashable, CustomStringConvertible {
         for label in labels {
             guard !label.isEmpty, label.utf8.count <= 63, !label.hasPrefix("-"), !label.hasSuffix("-") else { return false }
             let allowed = label.unicodeScalars.allSatisfy { scalar in
-                scalar == "-" || (scalar.isASCII ? (scalar.properties.isAlphabetic || ("0"..."9").contains(scalar)) : scalar.properties.isAlphabetic || scalar.properties.numericType != nil)
+                scalar == "-"
+                    || (scalar.isASCII
+                        ? (scalar.properties.isAlphabetic || ("0"..."9").contains(scalar))
+                        : scalar.properties.isAlphabetic || scalar.properties.numericType != nil)
             }
             guard allowed else { return false }
         }

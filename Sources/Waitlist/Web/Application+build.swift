@@ -17,7 +17,8 @@ public struct AppDependencies: Sendable {
     public var now: @Sendable () -> Date
 
     public init(
-        settings: Settings, database: AppDatabase, templates: Templates, metrics: PrometheusCollectorRegistry = PrometheusCollectorRegistry(),
+        settings: Settings, database: AppDatabase, templates: Templates,
+        metrics: PrometheusCollectorRegistry = PrometheusCollectorRegistry(),
         mailQueued: @escaping @Sendable () -> Void = {}, now: @escaping @Sendable () -> Date = { Date() }
     ) {
         self.settings = settings

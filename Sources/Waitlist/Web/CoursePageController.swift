@@ -54,7 +54,9 @@ struct CoursePageController: Sendable {
         if let email { context["email"] = email }
         if let error { context["error"] = error }
         let other = Strings.table(language)["otherLang"]!
-        return pages.page("course", language: language, title: course.title, status: status, context: context, languageSwitch: "\(switchPath)?lang=\(other)")
+        return pages.page(
+            "course", language: language, title: course.title, status: status, context: context,
+            languageSwitch: "\(switchPath)?lang=\(other)")
     }
 }
 

@@ -33,7 +33,8 @@ struct SignupController: Sendable {
             throw HTTPError(.unsupportedMediaType, message: "Send the form as application/x-www-form-urlencoded.")
         }
         let body = try await request.body.collect(upTo: context.maxUploadSize)
-        guard let text = String(bytes: body.readableBytesView, encoding: .utf8), let fields = FormFields(body: text), let email = fields["email"]
+        guard let text = String(bytes: body.readableBytesView, encoding: .utf8), let fields = FormFields(body: text),
+            let email = fields["email"]
         else {
             throw HTTPError(.badRequest)
         }
@@ -63,7 +64,8 @@ struct SignupController: Sendable {
         do {
             signup = try JSONDecoder().decode(SignupRequest.self, from: body)
         } catch {
-            throw HTTPError(.badRequest, message: "The body must be a JSON object with a string \"email\" and optional \"course\" and \"locale\".")
+            throw HTTPError(
+                .badRequest, message: "The body must be a JSON object with a string \"email\" and optional \"course\" and \"locale\".")
         }
         let language = signup.locale.flatMap(Language.init(tag:)) ?? .ru
         let course = try database.resolveCourse(slug: signup.course)

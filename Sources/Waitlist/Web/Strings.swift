@@ -24,7 +24,8 @@ enum Strings {
         "enrolButton": "Записаться на курс",
         "coursesTitle": "Курсы",
         "checkInboxTitle": "Проверьте почту",
-        "checkInboxText": "Если адрес верный, мы отправили на него письмо со ссылкой для подтверждения. Откройте его и нажмите «Подтвердить» — без этого мы ничего больше не пришлём.",
+        "checkInboxText":
+            "Если адрес верный, мы отправили на него письмо со ссылкой для подтверждения. Откройте его и нажмите «Подтвердить» — без этого мы ничего больше не пришлём.",
         "checkInboxHint": "Письма нет? Загляните в папку «Спам» или отправьте форму ещё раз завтра.",
         "backToCourse": "Вернуться к курсу",
         "confirmTitle": "Подтвердите подписку",
@@ -73,7 +74,8 @@ enum Strings {
         "enrolButton": "Enrol",
         "coursesTitle": "Courses",
         "checkInboxTitle": "Check your inbox",
-        "checkInboxText": "If the address is right, we have sent it a message with a confirmation link. Open it and press “Confirm”: until then we send nothing more.",
+        "checkInboxText":
+            "If the address is right, we have sent it a message with a confirmation link. Open it and press “Confirm”: until then we send nothing more.",
         "checkInboxHint": "No message? Look in your spam folder, or send the form again tomorrow.",
         "backToCourse": "Back to the course",
         "confirmTitle": "Confirm your subscription",

@@ -45,11 +45,13 @@ struct TokenPagesController: Sendable {
         let language = request.preferredLanguage
         guard let token = token(in: context) else { return unknownLink(language) }
         let client = ClientContext(
-            source: nil, ip: clientAddresses.clientAddress(of: request, peer: context.remoteAddress), userAgent: request.headers[.userAgent])
+            source: nil, ip: clientAddresses.clientAddress(of: request, peer: context.remoteAddress), userAgent: request.headers[.userAgent]
+        )
         switch try database.confirm(token, client: client, now: now()) {
         case .valid(let subscriber, let course):
             let words = Strings.table(subscriber.language)
-            return pages.message(language: subscriber.language, heading: words["confirmedTitle"]!, text: words["confirmedText"]!, courseTitle: course.title)
+            return pages.message(
+                language: subscriber.language, heading: words["confirmedTitle"]!, text: words["confirmedText"]!, courseTitle: course.title)
         case .expired(let course): return expiredLink(course, language)
         case .unknown: return unknownLink(language)
         }
@@ -64,7 +66,9 @@ struct TokenPagesController: Sendable {
         case .valid(let subscriber, let course):
             let words = Strings.table(subscriber.language)
             if subscriber.status == .unsubscribed {
-                return pages.message(language: subscriber.language, heading: words["unsubscribedTitle"]!, text: words["unsubscribedText"]!, courseTitle: course.title)
+                return pages.message(
+                    language: subscriber.language, heading: words["unsubscribedTitle"]!, text: words["unsubscribedText"]!,
+                    courseTitle: course.title)
             }
             return pages.page(
                 "token-action", language: subscriber.language, title: words["unsubscribeTitle"]!,
@@ -83,7 +87,9 @@ struct TokenPagesController: Sendable {
         switch try database.unsubscribe(token, now: now()) {
         case .valid(let subscriber, let course):
             let words = Strings.table(subscriber.language)
-            return pages.message(language: subscriber.language, heading: words["unsubscribedTitle"]!, text: words["unsubscribedText"]!, courseTitle: course.title)
+            return pages.message(
+                language: subscriber.language, heading: words["unsubscribedTitle"]!, text: words["unsubscribedText"]!,
+                courseTitle: course.title)
         case .expired, .unknown: return unknownLink(language)
         }
     }

@@ -98,7 +98,8 @@ struct TestWorld {
     /// Signs an address up as a visitor would, through the database.
     @discardableResult
     func signUp(_ address: String, language: Language = .ru) throws -> SignupOutcome {
-        try database.subscribe(email: try EmailAddress(address), courseId: try course.id!, language: language, client: ClientContext(), now: clock.now)
+        try database.subscribe(
+            email: try EmailAddress(address), courseId: try course.id!, language: language, client: ClientContext(), now: clock.now)
     }
 
     /// The confirmation token of the last message sent to `address`, read from its link.
