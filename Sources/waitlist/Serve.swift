@@ -33,8 +33,12 @@ struct Serve: AsyncParsableCommand {
                     "address": "http://\(hostname):\(port)", "database": "\(runtime.settings.databasePath)",
                     "mail": "\(runtime.transportDescription)",
                 ])
-            let app = buildApplication(
-                dependencies, hostname: hostname, port: port, worker: OutboxWorker(sender: sender, logger: Logger(label: "waitlist.mail")),
+            let app = try buildApplication(
+                dependencies, hostname: hostname, port: port,
+                services: [
+                    OutboxWorker(sender: sender, logger: Logger(label: "waitlist.mail")),
+                    RetentionJob(database: runtime.database, logger: Logger(label: "waitlist.retention")),
+                ],
                 logger: Logger(label: "waitlist.http"))
             do {
                 try await app.runService()

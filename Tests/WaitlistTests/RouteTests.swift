@@ -89,8 +89,7 @@ struct RouteTests {
     func formSignupRedirects() async throws {
         let world = try await TestWorld.make()
         try await world.application().test(.router) { client async throws in
-            let response = try await client.postForm(
-                "/subscribe", [("email", "anna@example.com"), ("course", "negotiation"), ("locale", "ru")])
+            let response = try await client.signUpOnPage("anna@example.com", clock: world.clock)
             #expect(response.status == .seeOther)
             #expect(response.headers[.location] == "/courses/negotiation/subscribed?lang=ru")
             let inbox = try await client.get(try #require(response.headers[.location]))
@@ -113,7 +112,7 @@ struct RouteTests {
             var formAnswers: [String] = []
             var apiAnswers: [String] = []
             for address in ["new@example.com", "pending@example.com", "confirmed@example.com", "left@example.com"] {
-                let form = try await client.postForm("/subscribe", [("email", address)])
+                let form = try await client.signUpOnPage(address, clock: world.clock)
                 formAnswers.append(describe(form))
                 let api = try await client.postJSON("/api/subscribe", #"{"email": "\#(address)"}"#)
                 apiAnswers.append(describe(api))

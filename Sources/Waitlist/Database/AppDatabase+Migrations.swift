@@ -93,6 +93,19 @@ extension AppDatabase {
             )
         }
 
+        migrator.registerMigration("v2: secrets") { db in
+            try db.execute(
+                sql: """
+                    -- Keys the service makes for itself on first start, such as the one that signs the form's timestamp.
+                    CREATE TABLE secret (
+                        name TEXT PRIMARY KEY,
+                        value BLOB NOT NULL CHECK (length(value) >= 32),
+                        createdAt DATETIME NOT NULL
+                    );
+                    """
+            )
+        }
+
         return migrator
     }
 }

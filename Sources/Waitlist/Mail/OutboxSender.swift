@@ -44,8 +44,8 @@ public final class OutboxSender: Sendable {
     /// Who holds the leases this sender takes: host, process and a random part.
     let owner: String
     let batchSize: Int
-    /// How long a claim holds a row; renewed before every message, so it only runs out when the
-    /// process holding it died.
+    /// How long a claim holds a row; renewed while the rows are in hand, so it only runs out when
+    /// the process holding it died.
     let lease: TimeInterval
     /// The current time; tests move it.
     let now: @Sendable () -> Date
@@ -59,7 +59,7 @@ public final class OutboxSender: Sendable {
 
     public init(
         database: AppDatabase, transport: any MailTransport, composer: MailComposer, concurrency: Int, logger: Logger,
-        batchSize: Int = 8, lease: TimeInterval = 60, now: @escaping @Sendable () -> Date = { Date() }
+        batchSize: Int = 8, lease: TimeInterval = 45, now: @escaping @Sendable () -> Date = { Date() }
     ) {
         self.now = now
         self.database = database
@@ -153,13 +153,18 @@ public final class OutboxSender: Sendable {
                 doorbell.wait(timeout: 1)
                 continue
             }
+            var leaseTakenAt = now()
             for (index, delivery) in batch.enumerated() {
                 let remaining = batch[index...].map(\.outboxId)
                 if isStopping {
                     try? database.releaseLease(ids: remaining, owner: owner)
                     return
                 }
-                try? database.renewLease(ids: remaining, owner: owner, lease: lease, now: now())
+                // Renew the lease once a quarter of it is gone, so it never runs out while we hold the rows.
+                if now().timeIntervalSince(leaseTakenAt) > lease / 4 {
+                    try? database.renewLease(ids: remaining, owner: owner, lease: lease, now: now())
+                    leaseTakenAt = now()
+                }
                 progress(deliver(delivery, session: &session))
             }
         }

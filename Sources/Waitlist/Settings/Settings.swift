@@ -65,9 +65,10 @@ public struct Settings: Sendable {
         }
         if let url = value("WAITLIST_SMTP_URL") {
             do {
-                // A message's timeout stays well inside the outbox lease (60 s), so a slow relay
-                // never lets another sender take over a message still in flight.
-                smtp = try SMTPConfiguration(url: url, caFile: value("WAITLIST_SMTP_CA_FILE"), messageTimeout: .seconds(40))
+                // A message's timeout (30 s) plus the time between lease renewals stays inside the
+                // outbox lease (45 s), so a slow relay never lets another sender take over a message
+                // still in flight.
+                smtp = try SMTPConfiguration(url: url, caFile: value("WAITLIST_SMTP_CA_FILE"), messageTimeout: .seconds(30))
             } catch {
                 throw SettingsError(sentence: error.description)
             }

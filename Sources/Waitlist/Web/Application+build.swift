@@ -3,6 +3,7 @@ import HTTPTypes
 import Hummingbird
 import Logging
 import Prometheus
+import ServiceLifecycle
 
 /// Everything the web service needs, handed in from outside: no globals, no singletons.
 public struct AppDependencies: Sendable {
@@ -30,27 +31,28 @@ public struct AppDependencies: Sendable {
     }
 }
 
-/// Builds the web application: the router with every route of the contract, and, when given,
-/// the mail worker as a service that starts and stops with it.
+/// Builds the web application: the router with every route of the contract, and the services
+/// that start and stop with it (the mail worker, the retention job).
 ///
 /// - Parameters:
 ///   - dependencies: the database, templates, settings and clock.
 ///   - hostname, port: where to listen.
-///   - worker: the mail worker to run beside the HTTP server, or `nil` (tests drive mail themselves).
+///   - services: long-running work to run beside the HTTP server (none in tests, which drive mail themselves).
 public func buildApplication(
-    _ dependencies: AppDependencies, hostname: String, port: Int, worker: OutboxWorker?, logger: Logger
-) -> some ApplicationProtocol {
-    var application = Application(
-        router: buildRouter(dependencies),
+    _ dependencies: AppDependencies, hostname: String, port: Int, services: [any Service], logger: Logger
+) throws -> some ApplicationProtocol {
+    Application(
+        router: try buildRouter(dependencies),
+        // A client that says nothing for 30 seconds is disconnected.
+        server: .http1(configuration: .init(idleTimeout: .seconds(30))),
         configuration: .init(address: .hostname(hostname, port: port), serverName: "waitlist"),
+        services: services,
         logger: logger)
-    if let worker { application.addServices(worker) }
-    return application
 }
 
 /// Builds the router: middleware (errors as pages, security headers, static files, metrics,
 /// request logs) and the controllers.
-public func buildRouter(_ dependencies: AppDependencies) -> Router<AppRequestContext> {
+public func buildRouter(_ dependencies: AppDependencies) throws -> Router<AppRequestContext> {
     let router = Router(context: AppRequestContext.self)
     let pages = Pages(templates: dependencies.templates)
     let database = dependencies.database
@@ -62,10 +64,14 @@ public func buildRouter(_ dependencies: AppDependencies) -> Router<AppRequestCon
         ErrorPageMiddleware(pages: pages)
         FileMiddleware("Public", searchForIndexHtml: false)
     }
-    let coursePages = CoursePageController(database: database, pages: pages)
+    let settings = dependencies.settings
+    let coursePages = CoursePageController(
+        database: database, pages: pages, formStamp: FormStamp(key: try database.secret(named: "signup-form-stamp")), now: dependencies.now)
     coursePages.addRoutes(to: router)
     SignupController(
-        database: database, coursePages: coursePages, clientAddresses: clientAddresses, mailQueued: dependencies.mailQueued,
+        database: database, coursePages: coursePages, clientAddresses: clientAddresses,
+        rateLimiter: settings.signupRateLimit.map { SignupRateLimiter(rate: $0) }, formStamp: coursePages.formStamp,
+        origins: OriginPolicy(baseURL: settings.baseURL, allowedOrigins: settings.allowedOrigins), mailQueued: dependencies.mailQueued,
         now: dependencies.now
     ).addRoutes(to: router)
     TokenPagesController(database: database, pages: pages, clientAddresses: clientAddresses, now: dependencies.now).addRoutes(to: router)

@@ -6,6 +6,9 @@ import Hummingbird
 struct CoursePageController: Sendable {
     let database: AppDatabase
     let pages: Pages
+    /// Signs the time each form is rendered, for the anti-bot check of the signup.
+    let formStamp: FormStamp
+    let now: @Sendable () -> Date
 
     func addRoutes(to router: Router<AppRequestContext>) {
         router.get("/", use: home)
@@ -51,6 +54,7 @@ struct CoursePageController: Sendable {
         if let opening = try database.currentOpening(courseId: course.id!) {
             context["opening"] = ["date": MailComposer.humanDate(opening.date, language: language), "enrolURL": opening.enrolURL]
         }
+        context["antiBot"] = ["name": "stamp", "value": formStamp.issue(course: course.slug, now: now())]
         if let email { context["email"] = email }
         if let error { context["error"] = error }
         let other = Strings.table(language)["otherLang"]!

@@ -3,20 +3,32 @@ import HTTPTypes
 import Hummingbird
 import Logging
 import Metrics
+import NIOCore
 
 /// Signups from the HTML form and the JSON API. Every accepted signup gets the same answer,
-/// whether the address is new, pending, confirmed, unsubscribed or bounced.
+/// whether the address is new, pending, confirmed, unsubscribed or bounced, and whether the form
+/// was filled by a person or a bot.
 struct SignupController: Sendable {
     let database: AppDatabase
     let coursePages: CoursePageController
     let clientAddresses: ClientAddressResolver
+    /// `nil` when `WAITLIST_SIGNUP_RATE_LIMIT` is `off`.
+    let rateLimiter: SignupRateLimiter?
+    let formStamp: FormStamp
+    let origins: OriginPolicy
     /// Called after a signup queued mail, so the worker sends it at once.
     let mailQueued: @Sendable () -> Void
     let now: @Sendable () -> Date
 
+    /// How long a client may take to send its body.
+    static let bodyTimeout: Duration = .seconds(10)
+    /// The longest value accepted for each field other than the address (checked before any work).
+    static let fieldLimits = ["course": 64, "locale": 35, "stamp": 100, "website": 200]
+
     func addRoutes(to router: Router<AppRequestContext>) {
         router.post("/subscribe", use: subscribeForm)
         router.post("/api/subscribe", use: subscribeJSON)
+        router.on("/api/subscribe", method: .options, use: preflight)
     }
 
     /// The JSON body of `POST /api/subscribe`.
@@ -29,17 +41,19 @@ struct SignupController: Sendable {
     // MARK: - Form
 
     @Sendable func subscribeForm(request: Request, context: AppRequestContext) async throws -> Response {
+        if let refusal = limit(request, context: context, json: false) { return refusal }
         guard request.headers[.contentType]?.lowercased().hasPrefix("application/x-www-form-urlencoded") == true else {
             throw HTTPError(.unsupportedMediaType, message: "Send the form as application/x-www-form-urlencoded.")
         }
-        let body = try await request.body.collect(upTo: context.maxUploadSize)
+        let body = try await collectBody(of: request, context: context)
         guard let text = String(bytes: body.readableBytesView, encoding: .utf8), let fields = FormFields(body: text),
-            let email = fields["email"]
+            let email = fields["email"], Self.fieldLimits.allSatisfy({ (fields[$0.key]?.count ?? 0) <= $0.value })
         else {
             throw HTTPError(.badRequest)
         }
         let language = fields["locale"].flatMap(Language.init(tag:)) ?? request.preferredLanguage
         let course = try database.resolveCourse(slug: fields["course"].flatMap { $0.isEmpty ? nil : $0 })
+        let checkInbox = Response(status: .seeOther, headers: [.location: "/courses/\(course.slug)/subscribed?lang=\(language.rawValue)"])
         let address: EmailAddress
         do {
             address = try EmailAddress(email)
@@ -49,23 +63,41 @@ struct SignupController: Sendable {
                 course: course, language: language, switchPath: "/courses/\(course.slug)", status: .unprocessableContent,
                 email: String(email.prefix(254)), error: message)
         }
+        // A bot fills the hidden field or submits faster than a person can; it gets the same answer and no mail.
+        let verdict = formStamp.verify(fields["stamp"], course: course.slug, now: now())
+        guard fields["website"]?.isEmpty != false, verdict == .plausible else {
+            Counter(label: "waitlist_signups_refused_total", dimensions: [("reason", "bot")]).increment()
+            context.logger.debug("Signup looked automated", metadata: ["stamp": "\(verdict)"])
+            return checkInbox
+        }
         try record(address, course: course, language: language, request: request, context: context)
-        return Response(status: .seeOther, headers: [.location: "/courses/\(course.slug)/subscribed?lang=\(language.rawValue)"])
+        return checkInbox
     }
 
     // MARK: - JSON API
 
     @Sendable func subscribeJSON(request: Request, context: AppRequestContext) async throws -> Response {
-        guard request.headers[.contentType]?.lowercased().hasPrefix("application/json") == true else {
-            throw HTTPError(.unsupportedMediaType, message: "Send the body as application/json.")
+        guard origins.allows(request) else {
+            return JSONReply.error(status: .forbidden, code: "origin_not_allowed", message: "This origin may not use the signup API.")
         }
-        let body = try await request.body.collect(upTo: context.maxUploadSize)
-        let signup: SignupRequest
-        do {
-            signup = try JSONDecoder().decode(SignupRequest.self, from: body)
-        } catch {
-            throw HTTPError(
-                .badRequest, message: "The body must be a JSON object with a string \"email\" and optional \"course\" and \"locale\".")
+        var response = try await subscribeJSONAllowed(request: request, context: context)
+        origins.addHeaders(for: request, to: &response)
+        return response
+    }
+
+    private func subscribeJSONAllowed(request: Request, context: AppRequestContext) async throws -> Response {
+        if let refusal = limit(request, context: context, json: true) { return refusal }
+        guard request.headers[.contentType]?.lowercased().hasPrefix("application/json") == true else {
+            return JSONReply.error(
+                status: .unsupportedMediaType, code: "unsupported_media_type", message: "Send the body as application/json.")
+        }
+        let body = try await collectBody(of: request, context: context)
+        guard let signup = try? JSONDecoder().decode(SignupRequest.self, from: body),
+            (signup.course?.count ?? 0) <= Self.fieldLimits["course"]!, (signup.locale?.count ?? 0) <= Self.fieldLimits["locale"]!
+        else {
+            return JSONReply.error(
+                status: .badRequest, code: "bad_request",
+                message: "The body must be a JSON object with a string \"email\" and optional \"course\" and \"locale\".")
         }
         let language = signup.locale.flatMap(Language.init(tag:)) ?? .ru
         let course = try database.resolveCourse(slug: signup.course)
@@ -79,7 +111,53 @@ struct SignupController: Sendable {
         return JSONReply.body(["status": "pending"], status: .accepted)
     }
 
+    /// The CORS preflight of a browser on an allowed origin.
+    @Sendable func preflight(request: Request, context: AppRequestContext) async throws -> Response {
+        guard let origin = request.headers[.origin], origins.isAllowed(origin) else {
+            return Response(status: .forbidden)
+        }
+        var response = Response(status: .noContent)
+        response.headers[.accessControlAllowOrigin] = origin
+        response.headers[.accessControlAllowMethods] = "POST"
+        response.headers[.accessControlAllowHeaders] = "Content-Type"
+        response.headers[.accessControlMaxAge] = "600"
+        response.headers[.vary] = "Origin"
+        return response
+    }
+
     // MARK: - Shared
+
+    /// The 429 answer when the client is over its limit, else `nil` (and the attempt is counted).
+    private func limit(_ request: Request, context: AppRequestContext, json: Bool) -> Response? {
+        guard let rateLimiter else { return nil }
+        let client = clientAddresses.clientAddress(of: request, peer: context.remoteAddress) ?? "unknown"
+        guard case .limited(let retryAfter) = rateLimiter.attempt(client: client, now: now()) else { return nil }
+        Counter(label: "waitlist_signups_refused_total", dimensions: [("reason", "rate_limit")]).increment()
+        var response =
+            json
+            ? JSONReply.error(
+                status: .tooManyRequests, code: "too_many_requests", message: "Too many signups from your address; try again later.")
+            : coursePages.pages.error(.tooManyRequests, language: request.preferredLanguage)
+        response.headers[.retryAfter] = String(retryAfter)
+        return response
+    }
+
+    /// The body, up to the request context's limit (413 beyond) and within ``bodyTimeout`` (408 beyond).
+    private func collectBody(of request: Request, context: AppRequestContext) async throws -> ByteBuffer {
+        let limit = context.maxUploadSize
+        return try await withThrowingTaskGroup(of: ByteBuffer?.self) { group in
+            group.addTask { try await request.body.collect(upTo: limit) }
+            group.addTask {
+                try await Task.sleep(for: Self.bodyTimeout)
+                return nil
+            }
+            defer { group.cancelAll() }
+            guard let body = try await group.next(), let body else {
+                throw HTTPError(.requestTimeout, message: "The request body came too slowly.")
+            }
+            return body
+        }
+    }
 
     private func record(_ address: EmailAddress, course: Course, language: Language, request: Request, context: AppRequestContext) throws {
         let client = ClientContext(
@@ -89,6 +167,40 @@ struct SignupController: Sendable {
         Counter(label: "waitlist_signups_total", dimensions: [("course", course.slug)]).increment()
         context.logger.debug("Signup", metadata: ["course": "\(course.slug)", "outcome": "\(outcome)"])
         if outcome == .confirmationQueued { mailQueued() }
+    }
+}
+
+/// Which browser origins may call the JSON API: the service's own, and `WAITLIST_ALLOWED_ORIGINS`.
+struct OriginPolicy: Sendable {
+    let allowed: Set<String>
+
+    init(baseURL: String, allowedOrigins: [String]) {
+        var allowed = Set(allowedOrigins.map(Self.normalise))
+        if let url = URL(string: baseURL), let scheme = url.scheme, let host = url.host {
+            allowed.insert(Self.normalise("\(scheme)://\(host)" + (url.port.map { ":\($0)" } ?? "")))
+        }
+        self.allowed = allowed
+    }
+
+    func isAllowed(_ origin: String) -> Bool {
+        allowed.contains(Self.normalise(origin))
+    }
+
+    /// Requests without an Origin (not from a browser) are allowed; browsers must come from an allowed origin.
+    func allows(_ request: Request) -> Bool {
+        guard let origin = request.headers[.origin] else { return true }
+        return isAllowed(origin)
+    }
+
+    /// The CORS headers of an answer to an allowed cross-origin request.
+    func addHeaders(for request: Request, to response: inout Response) {
+        guard let origin = request.headers[.origin], isAllowed(origin) else { return }
+        response.headers[.accessControlAllowOrigin] = origin
+        response.headers[.vary] = "Origin"
+    }
+
+    private static func normalise(_ origin: String) -> String {
+        origin.trimmingCharacters(in: .whitespaces).lowercased().trimmingCharacters(in: CharacterSet(charactersIn: "/"))
     }
 }
 

@@ -34,7 +34,7 @@ struct TokenPagesController: Sendable {
                 "token-action", language: subscriber.language, title: words["confirmTitle"]!,
                 context: [
                     "heading": words["confirmTitle"]!, "text": words["confirmText"]!, "courseTitle": course.title,
-                    "action": "/confirm/\(token.value)", "button": words["confirmButton"]!,
+                    "action": "/confirm/\(token.value)", "button": words["confirmButton"]!, "autoSubmit": true,
                 ])
         case .expired(let course): return expiredLink(course, language)
         case .unknown: return unknownLink(language)

@@ -8,10 +8,10 @@ import NIOCore
 
 extension TestWorld {
     /// The application as `serve` builds it, on this world's database and clock, without a socket.
-    func application(settings: Settings? = nil) -> some ApplicationProtocol {
+    func application(settings: Settings? = nil) throws -> some ApplicationProtocol {
         let dependencies = AppDependencies(
             settings: settings ?? self.settings, database: database, templates: templates, now: clock.function)
-        return Application(router: buildRouter(dependencies))
+        return Application(router: try buildRouter(dependencies))
     }
 }
 
@@ -31,6 +31,18 @@ extension TestClientProtocol {
         return try await execute(uri: uri, method: .post, headers: headers, body: ByteBuffer(string: json))
     }
 
+    /// Fills in the course page's form as a person does: loads the page, takes some seconds to type,
+    /// and sends it with the page's hidden fields.
+    func signUpOnPage(_ email: String, course: String = "negotiation", clock: TestClock, extra: [(String, String)] = []) async throws
+        -> TestResponse
+    {
+        let page = try await get("/courses/\(course)").text
+        clock.advance(by: 5)
+        return try await postForm(
+            "/subscribe",
+            [("email", email), ("course", course), ("locale", "ru"), ("website", ""), ("stamp", formStamp(in: page) ?? "")] + extra)
+    }
+
     func get(_ uri: String, headers: HTTPFields = [:]) async throws -> TestResponse {
         try await execute(uri: uri, method: .get, headers: headers)
     }
@@ -38,6 +50,12 @@ extension TestClientProtocol {
     func post(_ uri: String, body: String = "", headers: HTTPFields = [:]) async throws -> TestResponse {
         try await execute(uri: uri, method: .post, headers: headers, body: ByteBuffer(string: body))
     }
+}
+
+/// The signed stamp a rendered course page carries in its form.
+func formStamp(in page: String) -> String? {
+    guard let range = page.range(of: #"name="stamp" value=""#) else { return nil }
+    return String(page[range.upperBound...].prefix { $0 != "\"" })
 }
 
 /// `application/x-www-form-urlencoded` encoding of one name or value.

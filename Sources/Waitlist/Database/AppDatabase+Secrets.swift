@@ -1,0 +1,18 @@
+import Foundation
+import GRDB
+
+extension AppDatabase {
+    /// The secret key with this name, made from 256 random bits the first time it is asked for and
+    /// kept in the database, so every process sharing the file uses the same key.
+    public func secret(named name: String) throws -> Data {
+        try writer.write { db in
+            if let existing = try Data.fetchOne(db, sql: "SELECT value FROM secret WHERE name = ?", arguments: [name]) {
+                return existing
+            }
+            var generator = SystemRandomNumberGenerator()
+            let key = Data((0..<32).map { _ in UInt8.random(in: .min ... .max, using: &generator) })
+            try db.execute(sql: "INSERT INTO secret (name, value, createdAt) VALUES (?, ?, ?)", arguments: [name, key, Date()])
+            return key
+        }
+    }
+}

@@ -1,0 +1,31 @@
+import Foundation
+import Logging
+import ServiceLifecycle
+
+/// Runs inside `serve`: at start and every hour, deletes unconfirmed signups older than 7 days and
+/// expired confirmation tokens (``AppDatabase/purgeUnconfirmed(now:)``).
+public struct RetentionJob: Service {
+    let database: AppDatabase
+    let interval: Duration
+    let logger: Logger
+
+    public init(database: AppDatabase, interval: Duration = .seconds(3600), logger: Logger) {
+        self.database = database
+        self.interval = interval
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        while !Task.isCancelled && !Task.isShuttingDownGracefully {
+            do {
+                let result = try database.purgeUnconfirmed()
+                if result.signups > 0 || result.tokens > 0 {
+                    logger.info("Deleted unconfirmed signups", metadata: ["signups": "\(result.signups)", "tokens": "\(result.tokens)"])
+                }
+            } catch {
+                logger.error("Cannot delete unconfirmed signups", metadata: ["error": "\(AppDatabase.describe(error))"])
+            }
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
+        }
+    }
+}
