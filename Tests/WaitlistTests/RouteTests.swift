@@ -310,9 +310,3 @@ struct RouteTests {
         }
     }
 }
-
-/// Status, headers (but the date) and body of an answer, to compare answers.
-private func describe(_ response: TestResponse) -> String {
-    let headers = response.headers.filter { $0.name != .date }.map { "\($0.name): \($0.value)" }.sorted().joined(separator: "\n")
-    return "\(response.status.code)\n\(headers)\n\(response.text)"
-}

@@ -1,0 +1,272 @@
+import Foundation
+import GRDB
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import NIOCore
+import Testing
+
+@testable import Waitlist
+
+@Suite("Abuse: rate limits, bots, origins")
+struct AbuseTests {
+    // MARK: - Rate limit
+
+    @Test("Past the per-client limit, form and API together get 429 with Retry-After, and nothing is queued")
+    func rateLimitAcrossFormAndAPI() async throws {
+        var world = try await TestWorld.make()
+        world.settings.signupRateLimit = Rate(count: 3, per: .hour)
+        let clock = world.clock
+        try await world.application().test(.router) { client async throws in
+            #expect(try await client.signUpOnPage("a@example.com", clock: clock).status == .seeOther)
+            #expect(try await client.postJSON("/api/subscribe", #"{"email": "b@example.com"}"#).status == .accepted)
+            #expect(try await client.signUpOnPage("c@example.com", clock: clock).status == .seeOther)
+            let page = try await client.signUpOnPage("d@example.com", clock: clock)
+            #expect(page.status == .tooManyRequests)
+            #expect(page.headers[.contentType] == "text/html; charset=utf-8")
+            #expect(Int(page.headers[.retryAfter] ?? "") ?? 0 > 0)
+            let api = try await client.postJSON("/api/subscribe", #"{"email": "e@example.com"}"#)
+            #expect(api.status == .tooManyRequests)
+            #expect(api.text.contains(#""error":"too_many_requests""#))
+            #expect(Int(api.headers[.retryAfter] ?? "") ?? 0 > 0)
+        }
+        #expect(try world.database.status(courseId: 1).pending == 3)
+    }
+
+    @Test("The limiter refills over its period and keeps clients apart")
+    func limiterRefillsPerClient() {
+        let limiter = SignupRateLimiter(rate: Rate(count: 2, per: .minute))
+        let start = Date(timeIntervalSince1970: 1_800_000_000)
+        #expect(limiter.attempt(client: "192.0.2.1", now: start) == .allowed)
+        #expect(limiter.attempt(client: "192.0.2.1", now: start) == .allowed)
+        #expect(limiter.attempt(client: "192.0.2.1", now: start) == .limited(retryAfter: 30))
+        #expect(limiter.attempt(client: "192.0.2.2", now: start) == .allowed)
+        #expect(limiter.attempt(client: "192.0.2.1", now: start.addingTimeInterval(30)) == .allowed)
+        #expect(limiter.attempt(client: "192.0.2.1", now: start.addingTimeInterval(31)) == .limited(retryAfter: 29))
+    }
+
+    @Test("A flood of distinct client addresses cannot grow the limiter's memory past its capacity")
+    func limiterMemoryIsBounded() {
+        let limiter = SignupRateLimiter(rate: Rate(count: 20, per: .hour), capacity: 1000)
+        let now = Date(timeIntervalSince1970: 1_800_000_000)
+        for index in 0..<50_000 {
+            _ = limiter.attempt(client: "10.\(index / 65536).\(index / 256 % 256).\(index % 256)", now: now)
+        }
+        #expect(limiter.trackedClients <= 1000)
+        #expect(limiter.trackedClients > 0)
+    }
+
+    @Test("The client is the peer, or the last untrusted X-Forwarded-For hop when the peer is a trusted proxy")
+    func clientAddressBehindProxies() throws {
+        let resolver = ClientAddressResolver(trustedProxies: ["127.0.0.1", "10.0.0.2"])
+        func request(forwardedFor: String?) -> Request {
+            var head = HTTPRequest(method: .post, scheme: "http", authority: "x", path: "/subscribe")
+            if let forwardedFor { head.headerFields[.xForwardedFor] = forwardedFor }
+            return Request(head: head, body: .init(buffer: ByteBuffer()))
+        }
+        let proxy = try SocketAddress(ipAddress: "127.0.0.1", port: 4000)
+        let stranger = try SocketAddress(ipAddress: "192.0.2.50", port: 4000)
+        let forwarded = request(forwardedFor: "203.0.113.9, 198.51.100.4, 10.0.0.2")
+        #expect(resolver.clientAddress(of: forwarded, peer: proxy) == "198.51.100.4")
+        #expect(resolver.clientAddress(of: forwarded, peer: stranger) == "192.0.2.50")
+        #expect(resolver.clientAddress(of: request(forwardedFor: nil), peer: proxy) == "127.0.0.1")
+    }
+
+    // MARK: - Bots
+
+    @Test("A bot's submit gets the same answer as a person's and sends nothing", arguments: ["honeypot", "too fast", "no stamp", "forged stamp"])
+    func botsGetSameAnswerAndNoMail(_ kind: String) async throws {
+        let world = try await TestWorld.make()
+        try await world.application().test(.router) { client async throws in
+            let person = try await client.signUpOnPage("person@example.com", clock: world.clock)
+            let page = try await client.get("/courses/negotiation").text
+            let stamp = try #require(formStamp(in: page))
+            var fields = [("email", "bot@example.com"), ("course", "negotiation"), ("locale", "ru")]
+            switch kind {
+            case "honeypot":
+                world.clock.advance(by: 5)
+                fields += [("website", "http://spam.example"), ("stamp", stamp)]
+            case "too fast":
+                fields += [("website", ""), ("stamp", stamp)]
+            case "no stamp":
+                world.clock.advance(by: 5)
+            default:
+                world.clock.advance(by: 5)
+                fields += [("stamp", String(stamp.prefix(while: { $0 != "." })) + ".AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")]
+            }
+            let bot = try await client.postForm("/subscribe", fields)
+            #expect(describe(bot) == describe(person))
+        }
+        try await world.deliverAll()
+        #expect(world.transport.messages.map(\.to.address) == ["person@example.com"])
+    }
+
+    @Test("A stamp is good only for its course, after the fill time, for at most 7 days")
+    func stampRules() {
+        let stamp = FormStamp(key: Data(repeating: 7, count: 32))
+        let now = Date(timeIntervalSince1970: 1_800_000_000)
+        let issued = stamp.issue(course: "negotiation", now: now)
+        #expect(stamp.verify(issued, course: "negotiation", now: now.addingTimeInterval(1)) == .tooFast)
+        #expect(stamp.verify(issued, course: "negotiation", now: now.addingTimeInterval(3)) == .plausible)
+        #expect(stamp.verify(issued, course: "pricing", now: now.addingTimeInterval(3)) == .invalid)
+        #expect(stamp.verify(issued, course: "negotiation", now: now.addingTimeInterval(8 * 24 * 3600)) == .invalid)
+        #expect(FormStamp(key: Data(repeating: 8, count: 32)).verify(issued, course: "negotiation", now: now.addingTimeInterval(3)) == .invalid)
+        #expect(stamp.verify(nil, course: "negotiation", now: now) == .invalid)
+        #expect(stamp.verify("garbage", course: "negotiation", now: now) == .invalid)
+    }
+
+    @Test("The form's key is made once and kept in the database")
+    func formKeyIsKept() throws {
+        let database = try AppDatabase.inMemory()
+        let first = try database.secret(named: "signup-form-stamp")
+        #expect(first.count == 32)
+        #expect(try database.secret(named: "signup-form-stamp") == first)
+        #expect(try database.secret(named: "another") != first)
+    }
+
+    @Test("A bounced address gets the same answer as a new one")
+    func bouncedSameAnswer() async throws {
+        let world = try await TestWorld.make()
+        try world.signUp("bounced@example.com")
+        world.transport.failNext(.permanent("550 no such user"))
+        try await world.deliverAll()
+        #expect(try world.database.status(courseId: 1).bounced == 1)
+        try await world.application().test(.router) { client async throws in
+            let bounced = try await client.signUpOnPage("bounced@example.com", clock: world.clock)
+            let new = try await client.signUpOnPage("new@example.com", clock: world.clock)
+            #expect(describe(bounced) == describe(new))
+            let bouncedAPI = try await client.postJSON("/api/subscribe", #"{"email": "bounced@example.com"}"#)
+            let newAPI = try await client.postJSON("/api/subscribe", #"{"email": "other@example.com"}"#)
+            #expect(describe(bouncedAPI) == describe(newAPI))
+        }
+    }
+
+    // MARK: - Origins and limits
+
+    @Test("CORS: only allowed origins may call the API from a browser, and nothing else is cross-origin")
+    func corsOnlyForAllowedOrigins() async throws {
+        var world = try await TestWorld.make()
+        world.settings.allowedOrigins = ["https://school.example"]
+        try await world.application().test(.router) { client async throws in
+            let preflight = try await client.execute(
+                uri: "/api/subscribe", method: .options,
+                headers: [.origin: "https://school.example", .accessControlRequestMethod: "POST", .accessControlRequestHeaders: "content-type"])
+            #expect(preflight.status == .noContent)
+            #expect(preflight.headers[.accessControlAllowOrigin] == "https://school.example")
+            #expect(preflight.headers[.accessControlAllowHeaders]?.lowercased().contains("content-type") == true)
+            let refused = try await client.execute(
+                uri: "/api/subscribe", method: .options, headers: [.origin: "https://evil.example", .accessControlRequestMethod: "POST"])
+            #expect(refused.status == .forbidden)
+            #expect(refused.headers[.accessControlAllowOrigin] == nil)
+            let allowed = try await client.postJSON("/api/subscribe", #"{"email": "a@example.com"}"#, headers: [.origin: "https://school.example"])
+            #expect(allowed.status == .accepted)
+            #expect(allowed.headers[.accessControlAllowOrigin] == "https://school.example")
+            let foreign = try await client.postJSON("/api/subscribe", #"{"email": "b@example.com"}"#, headers: [.origin: "https://evil.example"])
+            #expect(foreign.status == .forbidden)
+            let page = try await client.get("/", headers: [.origin: "https://school.example"])
+            #expect(page.headers[.accessControlAllowOrigin] == nil)
+        }
+        #expect(try world.database.status(courseId: 1).pending == 1)
+    }
+
+    @Test("Over-long fields are refused with 400 before any work")
+    func overLongFields() async throws {
+        let world = try await TestWorld.make()
+        try await world.application().test(.router) { client async throws in
+            let long = String(repeating: "x", count: 65)
+            #expect(try await client.postForm("/subscribe", [("email", "a@example.com"), ("course", long)]).status == .badRequest)
+            #expect(try await client.postForm("/subscribe", [("email", "a@example.com"), ("locale", long)]).status == .badRequest)
+            #expect(try await client.postJSON("/api/subscribe", #"{"email": "a@example.com", "course": "\#(long)"}"#).status == .badRequest)
+            let longAddress = String(repeating: "a", count: 300) + "@example.com"
+            #expect(try await client.postJSON("/api/subscribe", #"{"email": "\#(longAddress)"}"#).status == .unprocessableContent)
+        }
+        #expect(try world.database.backlog().isEmpty)
+    }
+
+    // MARK: - Pages
+
+    @Test("The confirmation page submits itself with a script from our own origin, with the button as the fallback")
+    func confirmPageAutoSubmits() async throws {
+        let world = try await TestWorld.make()
+        try world.signUp("anna@example.com")
+        try await world.deliverAll()
+        let token = try world.token("confirm", sentTo: "anna@example.com")
+        try await world.application().test(.router) { client async throws in
+            let page = try await client.get("/confirm/\(token.value)")
+            #expect(page.text.contains(#"<script src="/confirm.js" defer></script>"#))
+            #expect(page.text.contains("data-auto-submit"))
+            #expect(page.text.contains("<button type=\"submit\">"))
+            #expect(page.headers[.contentSecurityPolicy]?.contains("script-src 'self'") == true)
+            #expect(page.headers[.contentSecurityPolicy]?.contains("unsafe-inline") == false)
+            #expect(page.headers[HTTPField.Name("Referrer-Policy")!] == "no-referrer")
+            let script = try await client.get("/confirm.js")
+            #expect(script.status == .ok)
+            #expect(script.text.contains("visibilityState"))
+            let unsubscribe = try await client.get("/unsubscribe/\(try world.token("unsubscribe", sentTo: "anna@example.com").value)")
+            #expect(!unsubscribe.text.contains("data-auto-submit"))
+        }
+    }
+
+    @Test("HSTS is sent when the base URL is https, and not otherwise")
+    func hstsOnlyOverHTTPS() async throws {
+        var world = try await TestWorld.make()
+        try await world.application().test(.router) { client async throws in
+            #expect(try await client.get("/").headers[.strictTransportSecurity] == nil)
+        }
+        world.settings.baseURL = "https://waitlist.example.org"
+        try await world.application().test(.router) { client async throws in
+            #expect(try await client.get("/").headers[.strictTransportSecurity]?.hasPrefix("max-age=") == true)
+        }
+    }
+
+    // MARK: - Retention
+
+    @Test("Unconfirmed signups are deleted 7 days after their last confirmation mail; confirmed ones stay")
+    func retentionPurgesUnconfirmed() async throws {
+        let world = try await TestWorld.make()
+        try world.signUp("old@example.com")
+        try await world.confirmedSubscriber("kept@example.com")
+        try await world.deliverAll()
+        world.clock.advance(by: 6 * 24 * 3600)
+        try world.signUp("recent@example.com")
+        try await world.deliverAll()
+        #expect(try world.database.purgeUnconfirmed(now: world.clock.now).signups == 0)
+        world.clock.advance(by: 24 * 3600 + 60)
+        let purged = try world.database.purgeUnconfirmed(now: world.clock.now)
+        #expect(purged.signups == 1)
+        #expect(purged.tokens >= 1)
+        let emails = try await world.database.writer.read { db in try String.fetchAll(db, sql: "SELECT email FROM subscriber ORDER BY email") }
+        #expect(emails == ["kept@example.com", "recent@example.com"])
+    }
+
+    @Test("The database file holds no token in clear after a signup and its mail")
+    func noTokenInTheFile() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("waitlist-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = directory.appendingPathComponent("waitlist.sqlite").path
+        let world = try await TestWorld.make()
+        let database = try AppDatabase.open(path: path)
+        _ = try database.subscribe(email: try EmailAddress("anna@example.com"), courseId: 1, language: .ru, client: ClientContext())
+        let transport = RecordingTransport()
+        let sender = OutboxSender(database: database, transport: transport, composer: world.composer, concurrency: 1, logger: .init(label: "test"))
+        try await sender.run(mode: .drain)
+        let message = try #require(transport.messages.first)
+        let tokens = [try #require(world.linkToken("confirm", in: message)), try #require(world.linkToken("unsubscribe", in: message))]
+        var bytes = Data()
+        for suffix in ["", "-wal", "-shm"] {
+            bytes += FileManager.default.contents(atPath: path + suffix) ?? Data()
+        }
+        #expect(bytes.count > 0)
+        #expect(bytes.range(of: Data("anna@example.com".utf8)) != nil, "the search itself must find what is there")
+        for token in tokens {
+            #expect(bytes.range(of: Data(token.value.utf8)) == nil)
+            #expect(bytes.range(of: token.hash) != nil)
+        }
+    }
+}
+
+/// Status, headers (but the date) and body of an answer, to compare answers.
+func describe(_ response: TestResponse) -> String {
+    let headers = response.headers.filter { $0.name != .date }.map { "\($0.name): \($0.value)" }.sorted().joined(separator: "\n")
+    return "\(response.status.code)\n\(headers)\n\(response.text)"
+}
