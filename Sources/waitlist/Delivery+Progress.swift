@@ -106,6 +106,10 @@ func deliverQueued(_ runtime: Runtime) async throws {
         printError("Stopped after the messages in flight; \(summary.leftQueued) still queued. Run `waitlist send` to finish.")
         throw ExitStatus.tryLater
     }
+    if let reason = summary.stopReason {
+        printError("\(reason). Sending stopped; \(summary.leftQueued) messages stay queued. Check WAITLIST_SMTP_URL and the relay, then run `waitlist send`.")
+        throw ExitStatus.unavailable
+    }
     if summary.leftQueued > 0 {
         var message = "\(summary.leftQueued) messages stay queued for a later try"
         if let reason = summary.lastTransientError { message += "; the last failure: \(reason)" }

@@ -171,6 +171,30 @@ extension AppDatabase {
         }
     }
 
+    /// Takes back permanent refusals that turned out to be the relay's fault: the messages are
+    /// queued again, due now, and their subscribers are no longer bounced.
+    public func revertRefusals(outboxIds: [Int64], now: Date = Date()) throws {
+        guard !outboxIds.isEmpty else { return }
+        try writer.write { db in
+            for id in outboxIds {
+                guard var message = try OutboxMessage.fetchOne(db, key: id), message.state == .failed else { continue }
+                message.state = .queued
+                message.nextAttemptAt = now
+                try message.update(db)
+                try db.execute(
+                    sql: "UPDATE subscriber SET status = ?, bouncedAt = NULL WHERE id = ? AND status = 'bounced'",
+                    arguments: [message.kind == .announcement ? SubscriberStatus.confirmed : SubscriberStatus.pending, message.subscriberId])
+                // Mail that the bounce had cancelled goes back in the queue too.
+                try db.execute(
+                    sql: """
+                        UPDATE outbox SET state = 'queued', nextAttemptAt = ?
+                        WHERE subscriberId = ? AND state = 'cancelled' AND id != ?
+                        AND (openingId IS NULL OR openingId IN (SELECT id FROM opening WHERE closedAt IS NULL))
+                        """, arguments: [now, message.subscriberId, id])
+            }
+        }
+    }
+
     // MARK: - What is left
 
     /// Counts what is still queued, by whether it can be claimed now.

@@ -27,6 +27,8 @@ public final class OutboxSender: Sendable {
         public var leftQueued = 0
         /// The last transient failure, to explain what is left.
         public var lastTransientError: String?
+        /// Why the run stopped before the outbox was empty: the relay looks broken.
+        public var stopReason: String?
     }
 
     /// One delivery's outcome, for progress displays.
@@ -49,18 +51,23 @@ public final class OutboxSender: Sendable {
     let lease: TimeInterval
     /// The current time; tests move it.
     let now: @Sendable () -> Date
+    /// Most messages per second over all lanes (`WAITLIST_SEND_RATE`), `nil` for no limit.
+    let rate: Rate?
     private let state = Mutex(State())
     private let doorbell = Doorbell()
 
     private struct State {
         var stopping = false
         var summary = Summary()
+        /// Paces the lanes of the current run and watches for a broken relay.
+        var governor: DeliveryGovernor?
     }
 
     public init(
         database: AppDatabase, transport: any MailTransport, composer: MailComposer, concurrency: Int, logger: Logger,
-        batchSize: Int = 8, lease: TimeInterval = 45, now: @escaping @Sendable () -> Date = { Date() }
+        batchSize: Int = 8, lease: TimeInterval = 45, rate: Rate? = nil, now: @escaping @Sendable () -> Date = { Date() }
     ) {
+        self.rate = rate
         self.now = now
         self.database = database
         self.transport = transport
@@ -85,16 +92,23 @@ public final class OutboxSender: Sendable {
 
     var isStopping: Bool { state.withLock { $0.stopping } }
 
+    private var governor: DeliveryGovernor? { state.withLock { $0.governor } }
+
     /// Runs the lanes; in ``Mode/drain`` returns once nothing due is left, waiting for rows that
     /// other senders hold until they are sent or their lease runs out.
     ///
     /// - Parameter progress: called from the lanes' threads after every delivery.
     @discardableResult
     public func run(mode: Mode, progress: @escaping @Sendable (Outcome) -> Void = { _ in }) async throws -> Summary {
-        state.withLock { $0.summary = Summary() }
+        let governor = DeliveryGovernor(
+            policy: .init(rate: rate, transientFailuresToStop: mode == .drain ? 5 : nil, stopsForGood: mode == .drain))
+        state.withLock {
+            $0.summary = Summary()
+            $0.governor = governor
+        }
         while true {
             try await runLanes(mode: mode, progress: progress)
-            if mode == .continuous || isStopping { break }
+            if mode == .continuous || isStopping || governor.stopReason != nil { break }
             let backlog = try database.backlog(now: now())
             if backlog.ready == 0 && backlog.leased == 0 { break }
             if backlog.ready == 0 {
@@ -105,6 +119,7 @@ public final class OutboxSender: Sendable {
         let left = try database.backlog(now: now())
         return state.withLock { state in
             state.summary.leftQueued = left.ready + left.leased + left.later
+            state.summary.stopReason = governor.stopReason
             return state.summary
         }
     }
@@ -165,6 +180,10 @@ public final class OutboxSender: Sendable {
                     try? database.renewLease(ids: remaining, owner: owner, lease: lease, now: now())
                     leaseTakenAt = now()
                 }
+                guard governor?.awaitTurn(isStopping: { isStopping }) ?? true else {
+                    try? database.releaseLease(ids: remaining, owner: owner)
+                    return
+                }
                 progress(deliver(delivery, session: &session))
             }
         }
@@ -191,6 +210,7 @@ public final class OutboxSender: Sendable {
             // Delivered but not recorded: the lease runs out and the row may go again; say so loudly.
             logger.critical("Mail delivered but not recorded as sent", metadata: metadata.merging(["error": "\(error)"]) { $1 })
         }
+        governor?.recordSuccess()
         Counter(label: "waitlist_mail_sent_total", dimensions: [("kind", delivery.kind.rawValue)]).increment()
         logger.debug("Mail delivered", metadata: metadata)
         state.withLock { $0.summary.sent += 1 }
@@ -200,12 +220,23 @@ public final class OutboxSender: Sendable {
     private func record(failure: DeliveryError, of delivery: Delivery, metadata: Logger.Metadata) -> Outcome {
         let newState = (try? database.markFailed(id: delivery.outboxId, error: failure, now: now())) ?? .queued
         let details = metadata.merging(["reason": "\(failure.reason)"]) { $1 }
+        if case .permanent = failure, let governor {
+            let blamed = governor.recordPermanent(outboxId: delivery.outboxId, reason: failure.reason)
+            if !blamed.isEmpty {
+                // So many refusals in a row are the relay's doing: take them back and let the run stop or pause.
+                try? database.revertRefusals(outboxIds: blamed, now: now())
+                logger.error("The relay refuses every recipient; nobody is marked bounced", metadata: details)
+                state.withLock { $0.summary.failed -= blamed.count - 1 }
+                return .retryLater
+            }
+        }
         if newState == .failed {
             Counter(label: "waitlist_mail_failed_total", dimensions: [("kind", delivery.kind.rawValue)]).increment()
             logger.warning("Mail refused for good", metadata: details)
             state.withLock { $0.summary.failed += 1 }
             return .failed
         }
+        if case .transient = failure { governor?.recordTransient(reason: failure.reason) }
         Counter(label: "waitlist_mail_retried_total", dimensions: [("kind", delivery.kind.rawValue)]).increment()
         logger.notice("Mail will be retried", metadata: details)
         state.withLock {

@@ -1,0 +1,122 @@
+import Foundation
+import Synchronization
+
+/// Decides when the sender's lanes may hand the relay their next message: it spaces messages to
+/// `WAITLIST_SEND_RATE`, pauses every lane after a transient failure (a `421`, a `4xx`, a refused
+/// connection) for longer and longer while failures go on, and stops the sending when the relay
+/// looks broken rather than the recipients bad.
+final class DeliveryGovernor: Sendable {
+    /// How the governor reacts to failures.
+    struct Policy: Sendable {
+        /// Most messages per second over all lanes; `nil` is no limit.
+        var rate: Rate?
+        /// The pause after the first transient failure; doubled for each further one in a row.
+        var firstPause: TimeInterval = 0.5
+        /// Pauses never grow longer than this.
+        var longestPause: TimeInterval = 60
+        /// After this many transient failures in a row, stop (`nil`: never stop, keep pausing).
+        var transientFailuresToStop: Int?
+        /// After this many permanent refusals in a row, the relay is refusing everyone, not the recipients.
+        var permanentFailuresToStop = 10
+        /// In a long-running worker, how long to wait before trying again after such a stop.
+        var pauseAfterStop: TimeInterval = 300
+        /// Whether a stop ends the run (commands) or only pauses it (the server's worker).
+        var stopsForGood: Bool
+    }
+
+    private struct State {
+        var nextSlot = Date.distantPast
+        var pausedUntil = Date.distantPast
+        var pause: TimeInterval = 0
+        var transientStreak = 0
+        var permanentStreak: [Int64] = []
+        var stopReason: String?
+        /// Until when permanent refusals are blamed on the relay (after a run of them).
+        var blameRelayUntil = Date.distantPast
+    }
+
+    let policy: Policy
+    private let now: @Sendable () -> Date
+    private let sleep: @Sendable (TimeInterval) -> Void
+    private let state = Mutex(State())
+
+    init(
+        policy: Policy, now: @escaping @Sendable () -> Date = { Date() },
+        sleep: @escaping @Sendable (TimeInterval) -> Void = { Thread.sleep(forTimeInterval: $0) }
+    ) {
+        self.policy = policy
+        self.now = now
+        self.sleep = sleep
+    }
+
+    /// Why sending stopped for good, if it did.
+    var stopReason: String? { state.withLock { $0.stopReason } }
+
+    /// Blocks the calling lane until it may send; `false` when it must stop instead.
+    func awaitTurn(isStopping: () -> Bool) -> Bool {
+        let interval = policy.rate.map { 1 / $0.perSecond }
+        while true {
+            if isStopping() { return false }
+            let wait: TimeInterval? = state.withLock { state in
+                if state.stopReason != nil { return nil }
+                let now = now()
+                if state.pausedUntil > now { return state.pausedUntil.timeIntervalSince(now) }
+                guard let interval else { return 0 }
+                let slot = max(now, state.nextSlot)
+                if slot > now { return slot.timeIntervalSince(now) }
+                state.nextSlot = slot.addingTimeInterval(interval)
+                return 0
+            }
+            guard let wait else { return false }
+            if wait <= 0 { return true }
+            // Sleep in short steps so a stop is noticed quickly.
+            sleep(min(wait, 0.25))
+        }
+    }
+
+    /// The relay accepted a message: failures are no longer "in a row".
+    func recordSuccess() {
+        state.withLock { state in
+            state.transientStreak = 0
+            state.permanentStreak = []
+            state.pause = 0
+        }
+    }
+
+    /// A transient failure: every lane pauses, longer each time while they go on.
+    func recordTransient(reason: String) {
+        state.withLock { state in
+            state.transientStreak += 1
+            state.pause = state.pause == 0 ? policy.firstPause : min(policy.longestPause, state.pause * 2)
+            state.pausedUntil = now().addingTimeInterval(state.pause)
+            if let limit = policy.transientFailuresToStop, state.transientStreak >= limit, state.stopReason == nil {
+                state.stopReason = "The SMTP relay failed \(state.transientStreak) times in a row (the last: \(reason))"
+            }
+        }
+    }
+
+    /// A permanent refusal of the message `outboxId`.
+    ///
+    /// - Returns: the messages whose refusals are to be taken back, when this refusal completes a
+    ///   run long enough to blame the relay rather than the recipients; otherwise an empty list.
+    func recordPermanent(outboxId: Int64, reason: String) -> [Int64] {
+        state.withLock { state in
+            // Messages still in flight when the relay was found refusing everyone are its doing too.
+            if now() < state.blameRelayUntil { return [outboxId] }
+            state.permanentStreak.append(outboxId)
+            guard state.permanentStreak.count >= policy.permanentFailuresToStop else { return [] }
+            let streak = state.permanentStreak
+            state.permanentStreak = []
+            if policy.stopsForGood {
+                state.blameRelayUntil = .distantFuture
+                state.stopReason =
+                    "The SMTP relay refused \(streak.count) recipients in a row (the last: \(reason)); "
+                    + "that looks like the relay refusing us, not bad addresses, so nobody was marked bounced"
+            } else {
+                state.pausedUntil = now().addingTimeInterval(policy.pauseAfterStop)
+                state.blameRelayUntil = state.pausedUntil
+            }
+            return streak
+        }
+    }
+}
