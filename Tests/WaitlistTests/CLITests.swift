@@ -1,4 +1,5 @@
 import Foundation
+import GRDB
 import Testing
 
 @testable import Waitlist
@@ -88,10 +89,29 @@ struct CLIHarness {
         for address in addresses {
             _ = try database.subscribe(email: try EmailAddress(address), courseId: 1, language: .ru, client: ClientContext(ip: "192.0.2.1"))
         }
-        for delivery in try database.claimDue(owner: "test", limit: 1000, lease: 60) {
-            try database.markSent(id: delivery.outboxId)
-            _ = try database.confirm(try #require(delivery.confirmToken), client: ClientContext())
+        while case let batch = try database.claimDue(owner: "test", limit: 1000, lease: 60), !batch.isEmpty {
+            for delivery in batch {
+                try database.markSent(id: delivery.outboxId)
+                _ = try database.confirm(try #require(delivery.confirmToken), client: ClientContext())
+            }
         }
+    }
+
+    /// Adds `count` confirmed subscribers `PREFIX<n>@example.com` in one transaction (seeding for large tests).
+    func seedConfirmed(count: Int, prefix: String = "person") throws -> [String] {
+        let database = try AppDatabase.open(path: databasePath)
+        let addresses = (1...count).map { "\(prefix)\($0)@example.com" }
+        try database.writer.write { db in
+            let now = Date()
+            for address in addresses {
+                try db.execute(
+                    sql: """
+                        INSERT INTO subscriber (courseId, email, emailKey, language, status, createdAt, confirmedAt)
+                        VALUES (1, ?, ?, 'ru', 'confirmed', ?, ?)
+                        """, arguments: [address, address, now, now])
+            }
+        }
+        return addresses
     }
 
     func cleanUp() {

@@ -3,7 +3,7 @@
 
     python3 Tests/support/smtp_server.py --port 0 --maildir DIR
         [--auth USER:PASS] [--auth-without-tls]
-        [--starttls CERT KEY] [--require-starttls] [--silent]
+        [--starttls CERT KEY] [--require-starttls] [--silent] [--refuse-all]
 
 Prints `READY <port>` on stdout once it listens, and stops when stdin closes or on SIGTERM.
 
@@ -15,6 +15,8 @@ Every AUTH attempt is appended to `DIR/auth.jsonl` as `{"login": ..., "success":
 Behaviour chosen by address, for testing failures:
   recipient `reject...@`  550 5.1.1 no such user     (at RCPT)
   recipient `defer...@`   451 4.3.0 try again later  (at RCPT)
+  recipient `flaky...@`   451 4.3.0 the first time that address is given, then accepted
+  with --refuse-all, every recipient: 554 5.7.1 relay access denied (a relay refusing us)
   recipient `spam...@`    554 5.7.1 message refused  (at the end of DATA)
   sender    `reject...@`  553 5.7.1 sender not allowed (at MAIL FROM)
 """
@@ -47,9 +49,11 @@ def write_atomically(path, data):
 class MaildirHandler:
     """aiosmtpd hooks: applies the address rules above and stores accepted messages."""
 
-    def __init__(self, maildir, credentials):
+    def __init__(self, maildir, credentials, refuse_all=False):
         self.maildir = maildir
         self.credentials = credentials
+        self.refuse_all = refuse_all
+        self.deferred_once = set()
         self.message_numbers = itertools.count(1)
 
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
@@ -61,6 +65,11 @@ class MaildirHandler:
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         local = local_part(address)
+        if self.refuse_all:
+            return "554 5.7.1 relay access denied"
+        if local.startswith("flaky") and address.lower() not in self.deferred_once:
+            self.deferred_once.add(address.lower())
+            return "451 4.3.0 try again later"
         if local.startswith("reject"):
             return "550 5.1.1 no such user"
         if local.startswith("defer"):
@@ -114,13 +123,14 @@ def parse_arguments():
     parser.add_argument("--starttls", nargs=2, metavar=("CERT", "KEY"), help="offer STARTTLS with this certificate")
     parser.add_argument("--require-starttls", action="store_true", help="refuse commands until STARTTLS")
     parser.add_argument("--silent", action="store_true", help="accept connections but never answer (for timeouts)")
+    parser.add_argument("--refuse-all", action="store_true", help="refuse every recipient with 554 (a relay refusing us)")
     return parser.parse_args()
 
 
 async def serve(arguments):
     os.makedirs(arguments.maildir, exist_ok=True)
     credentials = tuple(arguments.auth.split(":", 1)) if arguments.auth else None
-    handler = MaildirHandler(arguments.maildir, credentials)
+    handler = MaildirHandler(arguments.maildir, credentials, refuse_all=arguments.refuse_all)
     tls_context = None
     if arguments.starttls:
         tls_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)

@@ -1,4 +1,5 @@
 import Foundation
+import Glibc
 
 /// A running `Tests/support/smtp_server.py` (aiosmtpd) on a free port, for live SMTP tests.
 ///
@@ -17,6 +18,10 @@ final class SMTPTestServer {
         var requiresStartTLS = false
         /// Accept connections but never say a word, to test timeouts.
         var staysSilent = false
+        /// Refuse every recipient with `554`, as a relay that refuses us does.
+        var refusesAllRecipients = false
+        /// Listen on this port (0: a free one).
+        var port = 0
     }
 
     /// One message the server accepted: its envelope, its connection, and its DATA with dot-stuffing undone.
@@ -61,6 +66,23 @@ final class SMTPTestServer {
     private let stdinPipe: Pipe
     private var isStopped = false
 
+    /// A port nothing listens on right now, for a relay that is down (and may come up there later).
+    static func freePort() throws -> Int {
+        let socket = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard socket >= 0 else { throw StartError(description: "socket() failed") }
+        defer { close(socket) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(socket, $0, length) == 0 && getsockname(socket, $0, &length) == 0 }
+        }
+        guard bound else { throw StartError(description: "bind() failed") }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+
     /// `smtp://127.0.0.1:<port>`.
     var url: String { "smtp://127.0.0.1:\(port)" }
 
@@ -94,7 +116,7 @@ final class SMTPTestServer {
         let maildir = directory.appendingPathComponent("maildir")
         try FileManager.default.createDirectory(at: maildir, withIntermediateDirectories: true)
 
-        var arguments = ["python3", scriptPath, "--port", "0", "--maildir", maildir.path]
+        var arguments = ["python3", scriptPath, "--port", String(options.port), "--maildir", maildir.path]
         if let credentials = options.credentials {
             arguments += ["--auth", "\(credentials.user):\(credentials.password)"]
         }
@@ -107,6 +129,7 @@ final class SMTPTestServer {
         }
         if options.requiresStartTLS { arguments.append("--require-starttls") }
         if options.staysSilent { arguments.append("--silent") }
+        if options.refusesAllRecipients { arguments.append("--refuse-all") }
 
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
@@ -132,6 +155,11 @@ final class SMTPTestServer {
             port: port, maildir: maildir, certificateFile: certificateFile, directory: directory, process: process,
             stdinPipe: stdinPipe
         )
+    }
+
+    /// How many messages were accepted so far (cheaper than reading them).
+    func receivedCount() -> Int {
+        ((try? FileManager.default.contentsOfDirectory(atPath: maildir.path)) ?? []).filter { $0.hasSuffix(".json") }.count
     }
 
     /// Every message accepted so far, in the order they arrived.

@@ -31,6 +31,10 @@ final class RecordingTransport: MailTransport, Sendable {
 
     /// The next deliveries fail with these errors, in order.
     func failNext(_ errors: DeliveryError...) {
+        failNext(contentsOf: errors)
+    }
+
+    func failNext(contentsOf errors: [DeliveryError]) {
         state.withLock { $0.failures.append(contentsOf: errors) }
     }
 

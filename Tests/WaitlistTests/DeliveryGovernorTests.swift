@@ -1,0 +1,125 @@
+import Foundation
+import Testing
+
+@testable import Waitlist
+
+@Suite("Pacing and protecting the relay")
+struct DeliveryGovernorTests {
+    /// Time spent sleeping on a fake clock: only the governor's sleeps move it.
+    private final class SleepLog: Sendable {
+        let clock = TestClock()
+        let start: Date
+
+        init() { start = clock.now }
+
+        var total: TimeInterval { clock.now.timeIntervalSince(start) }
+    }
+
+    /// A governor on a fake clock whose sleeps move the clock.
+    private func governor(_ policy: DeliveryGovernor.Policy) -> (DeliveryGovernor, SleepLog) {
+        let log = SleepLog()
+        let governor = DeliveryGovernor(policy: policy, now: log.clock.function) { seconds in log.clock.advance(by: seconds) }
+        return (governor, log)
+    }
+
+    @Test("WAITLIST_SEND_RATE spaces messages evenly over all lanes")
+    func rateSpacesMessages() {
+        let (governor, slept) = governor(.init(rate: Rate(count: 10, per: .second), stopsForGood: true))
+        for _ in 0..<21 { #expect(governor.awaitTurn(isStopping: { false })) }
+        // 21 messages at 10 per second: the first at once, the last two seconds later.
+        #expect(abs(slept.total - 2.0) < 0.001)
+    }
+
+    @Test("Without a rate, nothing waits")
+    func noRateNoWait() {
+        let (governor, slept) = governor(.init(rate: nil, stopsForGood: true))
+        for _ in 0..<100 { #expect(governor.awaitTurn(isStopping: { false })) }
+        #expect(slept.total == 0)
+    }
+
+    @Test("Transient failures pause every lane, longer each time, and a success ends the pauses")
+    func transientFailuresSlowDown() {
+        let (governor, slept) = governor(.init(rate: nil, stopsForGood: false))
+        var pauses: [TimeInterval] = []
+        for _ in 0..<4 {
+            let before = slept.total
+            governor.recordTransient(reason: "421 too busy")
+            #expect(governor.awaitTurn(isStopping: { false }))
+            pauses.append(slept.total - before)
+        }
+        #expect(pauses.map { ($0 * 1000).rounded() / 1000 } == [0.5, 1, 2, 4])
+        governor.recordSuccess()
+        governor.recordTransient(reason: "451 later")
+        let before = slept.total
+        #expect(governor.awaitTurn(isStopping: { false }))
+        #expect(abs(slept.total - before - 0.5) < 0.001)
+    }
+
+    @Test("A command stops after five transient failures in a row; the server's worker keeps pausing, at most a minute")
+    func transientStopOnlyForCommands() {
+        let (command, _) = governor(.init(rate: nil, transientFailuresToStop: 5, stopsForGood: true))
+        for _ in 0..<5 { command.recordTransient(reason: "connection refused") }
+        #expect(!command.awaitTurn(isStopping: { false }))
+        #expect(command.stopReason?.contains("connection refused") == true)
+
+        let (worker, slept) = governor(.init(rate: nil, stopsForGood: false))
+        for _ in 0..<20 { worker.recordTransient(reason: "connection refused") }
+        #expect(worker.awaitTurn(isStopping: { false }))
+        #expect(abs(slept.total - 60) < 0.001)
+    }
+
+    @Test("Ten permanent refusals in a row are blamed on the relay; fewer are the recipients'")
+    func permanentRunBlamesRelay() {
+        let (governor, _) = governor(.init(rate: nil, stopsForGood: true))
+        for id in 1...9 { #expect(governor.recordPermanent(outboxId: Int64(id), reason: "550 no such user").isEmpty) }
+        governor.recordSuccess()
+        for id in 10...18 { #expect(governor.recordPermanent(outboxId: Int64(id), reason: "554 denied").isEmpty) }
+        #expect(governor.recordPermanent(outboxId: 19, reason: "554 denied") == Array(10...19))
+        #expect(governor.recordPermanent(outboxId: 20, reason: "554 denied") == [20])
+        #expect(!governor.awaitTurn(isStopping: { false }))
+        #expect(governor.stopReason?.contains("554 denied") == true)
+    }
+}
+
+@Suite("The sender against a relay that misbehaves")
+struct SenderResilienceTests {
+    @Test("A relay that refuses every recipient stops the run without marking anyone bounced")
+    func refusingRelayBouncesNobody() async throws {
+        let world = try await TestWorld.make()
+        for index in 1...30 { try await world.confirmedSubscriber("person\(index)@example.com") }
+        _ = try world.database.open(courseId: 1, date: "2027-03-15", enrolURL: "https://school.example/enrol", now: world.clock.now)
+        world.transport.failNext(contentsOf: Array(repeating: .permanent("554 5.7.1 relay access denied"), count: 30))
+        let summary = try await world.sender().run(mode: .drain)
+        #expect(summary.stopReason?.contains("relay access denied") == true)
+        let status = try world.database.status(courseId: 1)
+        #expect(status.bounced == 0)
+        #expect(status.confirmed == 30)
+        #expect(status.mailFailed == 0)
+        #expect(status.mailQueued == 30)
+    }
+
+    @Test("A few bad addresses among good ones are bounced, and the rest delivered")
+    func someBadAddressesBounce() async throws {
+        let world = try await TestWorld.make()
+        for index in 1...10 { try await world.confirmedSubscriber("person\(index)@example.com") }
+        _ = try world.database.open(courseId: 1, date: "2027-03-15", enrolURL: "https://school.example/enrol", now: world.clock.now)
+        world.transport.failNext(.permanent("550 no such user"), .permanent("550 no such user"))
+        let summary = try await world.sender().run(mode: .drain)
+        #expect(summary.stopReason == nil)
+        #expect(summary.failed == 2)
+        #expect(summary.sent == 8)
+        #expect(try world.database.status(courseId: 1).bounced == 2)
+    }
+
+    @Test("A command gives up after five connection failures in a row and keeps every message queued")
+    func unreachableRelayStopsCommand() async throws {
+        let world = try await TestWorld.make()
+        for index in 1...20 { try world.signUp("person\(index)@example.com") }
+        world.transport.failNext(contentsOf: Array(repeating: .transient("connection refused"), count: 100))
+        let summary = try await world.sender().run(mode: .drain)
+        #expect(summary.stopReason?.contains("connection refused") == true)
+        #expect(summary.sent == 0)
+        #expect(summary.leftQueued == 20)
+        #expect(try world.database.status(courseId: 1).mailFailed == 0)
+    }
+}
