@@ -107,7 +107,9 @@ func deliverQueued(_ runtime: Runtime) async throws {
         throw ExitStatus.tryLater
     }
     if let reason = summary.stopReason {
-        printError("\(reason). Sending stopped; \(summary.leftQueued) messages stay queued. Check WAITLIST_SMTP_URL and the relay, then run `waitlist send`.")
+        printError(
+            "\(reason). Sending stopped; \(summary.leftQueued) messages stay queued. Check WAITLIST_SMTP_URL and the relay, then run `waitlist send`."
+        )
         throw ExitStatus.unavailable
     }
     if summary.leftQueued > 0 {

@@ -74,7 +74,9 @@ struct AbuseTests {
 
     // MARK: - Bots
 
-    @Test("A bot's submit gets the same answer as a person's and sends nothing", arguments: ["honeypot", "too fast", "no stamp", "forged stamp"])
+    @Test(
+        "A bot's submit gets the same answer as a person's and sends nothing",
+        arguments: ["honeypot", "too fast", "no stamp", "forged stamp"])
     func botsGetSameAnswerAndNoMail(_ kind: String) async throws {
         let world = try await TestWorld.make()
         try await world.application().test(.router) { client async throws in
@@ -110,7 +112,8 @@ struct AbuseTests {
         #expect(stamp.verify(issued, course: "negotiation", now: now.addingTimeInterval(3)) == .plausible)
         #expect(stamp.verify(issued, course: "pricing", now: now.addingTimeInterval(3)) == .invalid)
         #expect(stamp.verify(issued, course: "negotiation", now: now.addingTimeInterval(8 * 24 * 3600)) == .invalid)
-        #expect(FormStamp(key: Data(repeating: 8, count: 32)).verify(issued, course: "negotiation", now: now.addingTimeInterval(3)) == .invalid)
+        #expect(
+            FormStamp(key: Data(repeating: 8, count: 32)).verify(issued, course: "negotiation", now: now.addingTimeInterval(3)) == .invalid)
         #expect(stamp.verify(nil, course: "negotiation", now: now) == .invalid)
         #expect(stamp.verify("garbage", course: "negotiation", now: now) == .invalid)
     }
@@ -150,7 +153,9 @@ struct AbuseTests {
         try await world.application().test(.router) { client async throws in
             let preflight = try await client.execute(
                 uri: "/api/subscribe", method: .options,
-                headers: [.origin: "https://school.example", .accessControlRequestMethod: "POST", .accessControlRequestHeaders: "content-type"])
+                headers: [
+                    .origin: "https://school.example", .accessControlRequestMethod: "POST", .accessControlRequestHeaders: "content-type",
+                ])
             #expect(preflight.status == .noContent)
             #expect(preflight.headers[.accessControlAllowOrigin] == "https://school.example")
             #expect(preflight.headers[.accessControlAllowHeaders]?.lowercased().contains("content-type") == true)
@@ -158,10 +163,12 @@ struct AbuseTests {
                 uri: "/api/subscribe", method: .options, headers: [.origin: "https://evil.example", .accessControlRequestMethod: "POST"])
             #expect(refused.status == .forbidden)
             #expect(refused.headers[.accessControlAllowOrigin] == nil)
-            let allowed = try await client.postJSON("/api/subscribe", #"{"email": "a@example.com"}"#, headers: [.origin: "https://school.example"])
+            let allowed = try await client.postJSON(
+                "/api/subscribe", #"{"email": "a@example.com"}"#, headers: [.origin: "https://school.example"])
             #expect(allowed.status == .accepted)
             #expect(allowed.headers[.accessControlAllowOrigin] == "https://school.example")
-            let foreign = try await client.postJSON("/api/subscribe", #"{"email": "b@example.com"}"#, headers: [.origin: "https://evil.example"])
+            let foreign = try await client.postJSON(
+                "/api/subscribe", #"{"email": "b@example.com"}"#, headers: [.origin: "https://evil.example"])
             #expect(foreign.status == .forbidden)
             let page = try await client.get("/", headers: [.origin: "https://school.example"])
             #expect(page.headers[.accessControlAllowOrigin] == nil)
@@ -235,7 +242,9 @@ struct AbuseTests {
         let purged = try world.database.purgeUnconfirmed(now: world.clock.now)
         #expect(purged.signups == 1)
         #expect(purged.tokens >= 1)
-        let emails = try await world.database.writer.read { db in try String.fetchAll(db, sql: "SELECT email FROM subscriber ORDER BY email") }
+        let emails = try await world.database.writer.read { db in
+            try String.fetchAll(db, sql: "SELECT email FROM subscriber ORDER BY email")
+        }
         #expect(emails == ["kept@example.com", "recent@example.com"])
     }
 
@@ -248,7 +257,8 @@ struct AbuseTests {
         let database = try AppDatabase.open(path: path)
         _ = try database.subscribe(email: try EmailAddress("anna@example.com"), courseId: 1, language: .ru, client: ClientContext())
         let transport = RecordingTransport()
-        let sender = OutboxSender(database: database, transport: transport, composer: world.composer, concurrency: 1, logger: .init(label: "test"))
+        let sender = OutboxSender(
+            database: database, transport: transport, composer: world.composer, concurrency: 1, logger: .init(label: "test"))
         try await sender.run(mode: .drain)
         let message = try #require(transport.messages.first)
         let tokens = [try #require(world.linkToken("confirm", in: message)), try #require(world.linkToken("unsubscribe", in: message))]

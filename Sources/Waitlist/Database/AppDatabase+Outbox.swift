@@ -183,7 +183,9 @@ extension AppDatabase {
                 try message.update(db)
                 try db.execute(
                     sql: "UPDATE subscriber SET status = ?, bouncedAt = NULL WHERE id = ? AND status = 'bounced'",
-                    arguments: [message.kind == .announcement ? SubscriberStatus.confirmed : SubscriberStatus.pending, message.subscriberId])
+                    arguments: [
+                        message.kind == .announcement ? SubscriberStatus.confirmed : SubscriberStatus.pending, message.subscriberId,
+                    ])
                 // Mail that the bounce had cancelled goes back in the queue too.
                 try db.execute(
                     sql: """
