@@ -49,6 +49,41 @@ struct LiveResilienceTests {
         #expect(status.mailSent == addresses.count)
     }
 
+    @Test("Ctrl-C stops open after the messages in flight and says how to resume; send finishes without duplicates")
+    func interruptedOpenResumes() async throws {
+        let server = try await SMTPTestServer.start()
+        defer { server.stop() }
+        let cli = try CLIHarness()
+        defer { cli.cleanUp() }
+        let addresses = try cli.seedConfirmed(count: 2000)
+        let open = Process()
+        open.executableURL = try CLIHarness.executable
+        open.arguments = ["open", "--date", "2027-03-15", "--url", enrol, "--yes"]
+        open.environment = cli.environment.merging(["WAITLIST_SMTP_URL": server.url]) { $1 }
+        let errors = Pipe()
+        open.standardOutput = FileHandle.nullDevice
+        open.standardError = errors
+        open.standardInput = FileHandle.nullDevice
+        try open.run()
+        let deadline = Date().addingTimeInterval(120)
+        while server.receivedCount() < 300, open.isRunning, Date() < deadline {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        #expect(open.isRunning, "open finished before it could be interrupted")
+        kill(open.processIdentifier, SIGINT)
+        let stderr = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        open.waitUntilExit()
+        #expect(open.terminationStatus == 75)
+        #expect(stderr.contains("Run `waitlist send` to finish"))
+        let database = try AppDatabase.open(path: cli.databasePath)
+        // Stopping released the leases: nothing is left held, so send starts at once.
+        #expect(try database.backlog().leased == 0)
+        let resumed = try cli.run("send", extraEnvironment: ["WAITLIST_SMTP_URL": server.url])
+        #expect(resumed.status == 0, "\(resumed.stderr)")
+        let recipients = try server.receivedMessages().flatMap(\.recipients)
+        #expect(recipients.sorted() == addresses.sorted())
+    }
+
     @Test("SMTP relay down, then up: everything delivered, nothing lost")
     func relayDownThenUp() async throws {
         let port = try SMTPTestServer.freePort()
