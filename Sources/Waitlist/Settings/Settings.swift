@@ -28,6 +28,8 @@ public struct Settings: Sendable {
     public var sendRate: Rate?
     /// The log level (`WAITLIST_LOG_LEVEL`).
     public var logLevel: Logger.Level
+    /// The folder of static files: styles, scripts, icons (`WAITLIST_PUBLIC_DIR`).
+    public var publicDirectory: String
 
     /// Settings with every default of the contract.
     public init() {
@@ -42,6 +44,7 @@ public struct Settings: Sendable {
         self.sendConcurrency = 4
         self.sendRate = nil
         self.logLevel = .info
+        self.publicDirectory = "Public"
     }
 
     /// Reads the settings from environment variables, keeping the default for each one unset or empty.
@@ -95,6 +98,7 @@ public struct Settings: Sendable {
         if let rate = value("WAITLIST_SEND_RATE") {
             sendRate = try Rate.parse(rate, variable: "WAITLIST_SEND_RATE")
         }
+        if let directory = value("WAITLIST_PUBLIC_DIR") { publicDirectory = directory }
         if let level = value("WAITLIST_LOG_LEVEL") {
             guard let parsed = Logger.Level(rawValue: level.lowercased()) else {
                 throw SettingsError(

@@ -62,7 +62,7 @@ public func buildRouter(_ dependencies: AppDependencies) throws -> Router<AppReq
         MetricsMiddleware()
         SecurityHeadersMiddleware(isHTTPS: dependencies.settings.baseURL.lowercased().hasPrefix("https://"))
         ErrorPageMiddleware(pages: pages)
-        FileMiddleware("Public", searchForIndexHtml: false)
+        FileMiddleware(dependencies.settings.publicDirectory, searchForIndexHtml: false)
     }
     let settings = dependencies.settings
     let coursePages = CoursePageController(
