@@ -195,9 +195,7 @@ struct AbuseTests {
     @Test("The confirmation page submits itself with a script from our own origin, with the button as the fallback")
     func confirmPageAutoSubmits() async throws {
         let world = try await TestWorld.make()
-        try world.signUp("anna@example.com")
-        try await world.deliverAll()
-        let token = try world.token("confirm", sentTo: "anna@example.com")
+        let token = try await world.pendingSubscriber("anna@example.com")
         try await world.application().test(.router) { client async throws in
             let page = try await client.get("/confirm/\(token.value)")
             #expect(page.text.contains(#"<script src="/confirm.js" defer></script>"#))

@@ -77,6 +77,21 @@ struct CLIHarness {
             stderr: String(decoding: stderr, as: UTF8.self))
     }
 
+    /// Starts `waitlist ARGS` in the background (standard input from /dev/null, output discarded
+    /// unless `errors` is given), for tests that interrupt or race it.
+    func start(_ arguments: [String], extraEnvironment: [String: String] = [:], errors: Pipe? = nil) throws -> Process {
+        let process = Process()
+        process.executableURL = try Self.executable
+        process.arguments = arguments
+        process.environment = environment.merging(extraEnvironment) { $1 }
+        process.currentDirectoryURL = directory
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = errors ?? FileHandle.nullDevice
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        return process
+    }
+
     /// The `.eml` files the file transport wrote.
     func mailFiles() -> [String] {
         let mail = directory.appendingPathComponent("mail")

@@ -17,16 +17,8 @@ struct LiveResilienceTests {
         let cli = try CLIHarness()
         defer { cli.cleanUp() }
         let addresses = try cli.seedConfirmed(count: 3000)
-        let environment = cli.environment.merging(["WAITLIST_SMTP_URL": server.url]) { $1 }
-
-        let open = Process()
-        open.executableURL = try CLIHarness.executable
-        open.arguments = ["open", "--date", "2027-03-15", "--url", enrol, "--yes"]
-        open.environment = environment
-        open.standardOutput = FileHandle.nullDevice
-        open.standardError = FileHandle.nullDevice
-        open.standardInput = FileHandle.nullDevice
-        try open.run()
+        let open = try cli.start(
+            ["open", "--date", "2027-03-15", "--url", enrol, "--yes"], extraEnvironment: ["WAITLIST_SMTP_URL": server.url])
         let deadline = Date().addingTimeInterval(120)
         while server.receivedCount() < 1000, open.isRunning, Date() < deadline {
             try await Task.sleep(for: .milliseconds(20))
@@ -56,15 +48,9 @@ struct LiveResilienceTests {
         let cli = try CLIHarness()
         defer { cli.cleanUp() }
         let addresses = try cli.seedConfirmed(count: 2000)
-        let open = Process()
-        open.executableURL = try CLIHarness.executable
-        open.arguments = ["open", "--date", "2027-03-15", "--url", enrol, "--yes"]
-        open.environment = cli.environment.merging(["WAITLIST_SMTP_URL": server.url]) { $1 }
         let errors = Pipe()
-        open.standardOutput = FileHandle.nullDevice
-        open.standardError = errors
-        open.standardInput = FileHandle.nullDevice
-        try open.run()
+        let open = try cli.start(
+            ["open", "--date", "2027-03-15", "--url", enrol, "--yes"], extraEnvironment: ["WAITLIST_SMTP_URL": server.url], errors: errors)
         let deadline = Date().addingTimeInterval(120)
         while server.receivedCount() < 300, open.isRunning, Date() < deadline {
             try await Task.sleep(for: .milliseconds(20))
@@ -174,17 +160,7 @@ struct LiveResilienceTests {
         let addresses = try cli.seedConfirmed(count: 1500)
         let database = try AppDatabase.open(path: cli.databasePath)
         _ = try database.open(courseId: 1, date: "2027-03-15", enrolURL: enrol)
-        let processes = try (0..<2).map { _ in
-            let process = Process()
-            process.executableURL = try CLIHarness.executable
-            process.arguments = ["send"]
-            process.environment = cli.environment.merging(["WAITLIST_SMTP_URL": server.url]) { $1 }
-            process.standardOutput = FileHandle.nullDevice
-            process.standardError = FileHandle.nullDevice
-            process.standardInput = FileHandle.nullDevice
-            try process.run()
-            return process
-        }
+        let processes = try (0..<2).map { _ in try cli.start(["send"], extraEnvironment: ["WAITLIST_SMTP_URL": server.url]) }
         for process in processes {
             process.waitUntilExit()
             #expect(process.terminationStatus == 0)

@@ -70,6 +70,26 @@ struct RouteTests {
         }
     }
 
+    @Test("Static files are served by plain name only; nothing outside Public/ is reachable")
+    func staticFiles() async throws {
+        let world = try await TestWorld.make()
+        try await world.application().test(.router) { client async throws in
+            let styles = try await client.get("/styles.css")
+            #expect(styles.status == .ok)
+            #expect(styles.headers[.contentType]?.hasPrefix("text/css") == true)
+            for path in [
+                "/../Package.swift", "//Package.swift", "/%2e%2e/Package.swift", "/.gitignore", "//" + String(repeating: "a", count: 2000),
+            ] {
+                let response = try await client.get(path)
+                #expect(response.status == .notFound, "\(path.prefix(40))")
+                #expect(!response.text.contains("swift-tools-version"))
+            }
+        }
+        #expect(StaticFilesMiddleware<AppRequestContext>.isPlainFileName("/confirm.js"))
+        #expect(!StaticFilesMiddleware<AppRequestContext>.isPlainFileName("/a/b.css"))
+        #expect(!StaticFilesMiddleware<AppRequestContext>.isPlainFileName("/"))
+    }
+
     @Test("Every answer carries the security headers")
     func securityHeaders() async throws {
         let world = try await TestWorld.make()
@@ -205,9 +225,7 @@ struct RouteTests {
     @Test("GET on a confirmation link shows a button and confirms nothing; POST confirms")
     func getDoesNotConfirm() async throws {
         let world = try await TestWorld.make()
-        try world.signUp("anna@example.com")
-        try await world.deliverAll()
-        let token = try world.token("confirm", sentTo: "anna@example.com")
+        let token = try await world.pendingSubscriber("anna@example.com")
         try await world.application().test(.router) { client async throws in
             let page = try await client.get("/confirm/\(token.value)")
             #expect(page.status == .ok)
@@ -237,9 +255,7 @@ struct RouteTests {
     @Test("An expired confirmation link gets a 410 page with a way to sign up again")
     func expiredConfirmationIs410() async throws {
         let world = try await TestWorld.make()
-        try world.signUp("anna@example.com")
-        try await world.deliverAll()
-        let token = try world.token("confirm", sentTo: "anna@example.com")
+        let token = try await world.pendingSubscriber("anna@example.com")
         world.clock.advance(by: 8 * 24 * 3600)
         try await world.application().test(.router) { client async throws in
             #expect(try await client.get("/confirm/\(token.value)").status == .gone)

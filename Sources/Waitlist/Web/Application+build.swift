@@ -62,7 +62,7 @@ public func buildRouter(_ dependencies: AppDependencies) throws -> Router<AppReq
         MetricsMiddleware()
         SecurityHeadersMiddleware(isHTTPS: dependencies.settings.baseURL.lowercased().hasPrefix("https://"))
         ErrorPageMiddleware(pages: pages)
-        FileMiddleware(dependencies.settings.publicDirectory, searchForIndexHtml: false)
+        StaticFilesMiddleware(directory: dependencies.settings.publicDirectory)
     }
     let settings = dependencies.settings
     let coursePages = CoursePageController(

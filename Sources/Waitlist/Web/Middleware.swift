@@ -64,6 +64,32 @@ struct SecurityHeadersMiddleware<Context: RequestContext>: RouterMiddleware {
     }
 }
 
+/// Serves the files of `Public/` (styles, scripts, icons). Only plain file names at the top level
+/// reach the file system: nothing with a second slash, dot-dot or odd characters is even looked up.
+struct StaticFilesMiddleware<Context: RequestContext>: RouterMiddleware {
+    let files: FileMiddleware<Context, LocalFileSystem>
+
+    init(directory: String) {
+        files = FileMiddleware(directory, searchForIndexHtml: false)
+    }
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        guard Self.isPlainFileName(request.uri.path) else { return try await next(request, context) }
+        return try await files.handle(request, context: context, next: next)
+    }
+
+    /// `/name.ext`: one segment of letters, digits, dots, hyphens and underscores, not starting with a dot.
+    static func isPlainFileName(_ path: String) -> Bool {
+        let name = path.utf8.dropFirst()
+        guard path.utf8.first == UInt8(ascii: "/"), (1...100).contains(name.count), name.first != UInt8(ascii: ".") else { return false }
+        return name.allSatisfy { byte in
+            (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(byte) || (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(byte)
+                || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) || byte == UInt8(ascii: ".") || byte == UInt8(ascii: "-")
+                || byte == UInt8(ascii: "_")
+        }
+    }
+}
+
 /// JSON answers of the API.
 enum JSONReply {
     static func body(_ object: [String: String], status: HTTPResponse.Status) -> Response {

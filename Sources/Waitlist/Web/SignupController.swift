@@ -142,11 +142,23 @@ struct SignupController: Sendable {
         return response
     }
 
-    /// The body, up to the request context's limit (413 beyond) and within ``bodyTimeout`` (408 beyond).
+    /// The body, up to the request context's limit (413 beyond) and within ``bodyTimeout`` (408
+    /// beyond); a body that cannot be read (malformed chunks, cut short) is a 400.
     private func collectBody(of request: Request, context: AppRequestContext) async throws -> ByteBuffer {
         let limit = context.maxUploadSize
         return try await withThrowingTaskGroup(of: ByteBuffer?.self) { group in
-            group.addTask { try await request.body.collect(upTo: limit) }
+            group.addTask {
+                do {
+                    return try await request.body.collect(upTo: limit)
+                } catch let error as NIOTooManyBytesError {
+                    throw error
+                } catch is CancellationError {
+                    throw CancellationError()
+                } catch {
+                    // A broken body (bad chunk sizes, cut short before its Content-Length) is the client's fault.
+                    throw HTTPError(.badRequest, message: "The request body could not be read.")
+                }
+            }
             group.addTask {
                 try await Task.sleep(for: Self.bodyTimeout)
                 return nil

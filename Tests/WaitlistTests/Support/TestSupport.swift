@@ -123,6 +123,13 @@ struct TestWorld {
         transport.messages.last { $0.to.address == address }
     }
 
+    /// Signs up and delivers the confirmation; returns the token of its confirm link.
+    func pendingSubscriber(_ address: String) async throws -> Token {
+        try signUp(address)
+        try await deliverAll()
+        return try token("confirm", sentTo: address)
+    }
+
     /// Signs up, delivers the confirmation and confirms through its link.
     func confirmedSubscriber(_ address: String, language: Language = .ru) async throws {
         try signUp(address, language: language)
