@@ -11,11 +11,13 @@ run:
 	$(SWIFT) build --product waitlist
 	$(SWIFT) run waitlist serve
 
-## Run every test: unit, routes, CLI, and live SMTP against aiosmtpd.
+## Run every test: unit, routes, CLI, live SMTP against aiosmtpd, then the flood and fuzz suites
+## (Tests/live, pytest + hypothesis) against the running server.
 test:
 	@scripts/install-deps --test
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
+	python3 -m pytest -q Tests/live
 
 build:
 	@scripts/install-deps
