@@ -1,0 +1,118 @@
+"""The pages in a real browser (headless Chromium through Selenium), as a visitor uses them.
+
+- A person fills in the course page's form (taking the seconds a person takes), lands on the
+  "check your inbox" page, opens the confirmation link from the mail, and the page confirms by
+  itself once shown: one deliberate click, the one in the mail.
+- With JavaScript off, the confirmation page waits for the button, and the button confirms.
+- The honeypot field is out of a person's sight and reach.
+"""
+
+import email
+import email.policy
+import re
+import subprocess
+import time
+
+import pytest
+from selenium import webdriver
+from selenium.common.exceptions import WebDriverException
+from selenium.webdriver.chrome.options import Options
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.wait import WebDriverWait
+
+from conftest import Server, waitlist_binary
+
+CHROMEDRIVER = "/usr/bin/chromedriver"
+
+
+def make_browser(javascript: bool = True) -> webdriver.Chrome:
+    options = Options()
+    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
+        options.add_argument(argument)
+    # A Russian-speaking visitor: the browser asks for Russian pages.
+    preferences = {"intl.accept_languages": "ru-RU,ru"}
+    if not javascript:
+        preferences["profile.managed_default_content_settings.javascript"] = 2
+    options.add_experimental_option("prefs", preferences)
+    try:
+        return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    except WebDriverException as error:
+        pytest.fail(f"cannot start Chromium ({error.msg}); `scripts/install-deps --test` installs chromium and chromium-driver")
+
+
+@pytest.fixture
+def browser():
+    driver = make_browser()
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture
+def browser_without_javascript():
+    driver = make_browser(javascript=False)
+    yield driver
+    driver.quit()
+
+
+def base(server: Server) -> str:
+    return f"http://127.0.0.1:{server.port}"
+
+
+def sign_up_in_browser(driver: webdriver.Chrome, server: Server, address: str) -> None:
+    driver.get(base(server) + "/courses/negotiation")
+    # A person reads the page before typing: the form refuses submits faster than 2 seconds.
+    time.sleep(2.5)
+    driver.find_element(By.ID, "email").send_keys(address)
+    driver.find_element(By.CSS_SELECTOR, "form.signup button[type=submit]").click()
+    WebDriverWait(driver, 10).until(expected_conditions.url_contains("/subscribed"))
+
+
+def confirmation_path(server: Server) -> str:
+    """The path of the confirmation link in the one mail the server wrote."""
+    assert server.settled_mail_count() == 1
+    message = email.message_from_bytes(server.mail_files()[0].read_bytes(), policy=email.policy.default)
+    text = message.get_body(preferencelist=("plain",)).get_content()
+    match = re.search(r"https?://[^/\s]+(/confirm/[A-Za-z0-9_-]{43})", text)
+    assert match, f"no confirmation link in:\n{text}"
+    return match.group(1)
+
+
+def confirmed_count(server: Server) -> int:
+    status = subprocess.run(
+        [str(waitlist_binary()), "status", "--json"], capture_output=True, text=True, check=True,
+        env={"WAITLIST_DATABASE": str(server.directory / "w.sqlite"), "PATH": "/usr/bin:/bin"},
+    )
+    return int(re.search(r'"confirmed" : (\d+)', status.stdout).group(1))
+
+
+def test_a_person_signs_up_and_confirms_with_the_link_alone(start_server, browser):
+    server = start_server()
+    sign_up_in_browser(browser, server, "browser@example.com")
+    assert browser.find_element(By.TAG_NAME, "h1").text == "Проверьте почту"
+    browser.get(base(server) + confirmation_path(server))
+    WebDriverWait(browser, 10).until(expected_conditions.text_to_be_present_in_element((By.TAG_NAME, "h1"), "Подписка подтверждена"))
+    assert confirmed_count(server) == 1
+
+
+def test_without_javascript_the_button_confirms(start_server, browser_without_javascript):
+    server = start_server()
+    driver = browser_without_javascript
+    sign_up_in_browser(driver, server, "nojs@example.com")
+    driver.get(base(server) + confirmation_path(server))
+    time.sleep(1)
+    assert driver.find_element(By.TAG_NAME, "h1").text == "Подтвердите подписку"
+    assert confirmed_count(server) == 0
+    driver.find_element(By.CSS_SELECTOR, "form.token-action button").click()
+    WebDriverWait(driver, 10).until(expected_conditions.text_to_be_present_in_element((By.TAG_NAME, "h1"), "Подписка подтверждена"))
+    assert confirmed_count(server) == 1
+
+
+def test_the_honeypot_is_out_of_sight(start_server, browser):
+    server = start_server()
+    browser.get(base(server) + "/courses/negotiation")
+    trap = browser.find_element(By.NAME, "website")
+    rect = browser.execute_script("return arguments[0].getBoundingClientRect().toJSON();", trap)
+    assert rect["right"] <= 0 or rect["width"] <= 1
+    assert trap.get_attribute("tabindex") == "-1"
