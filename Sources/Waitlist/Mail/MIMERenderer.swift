@@ -36,44 +36,46 @@ import Foundation
 public enum MIMERenderer {
     /// Renders a complete message: header section, blank line, body; every line ends with CRLF.
     public static func render(_ message: MailMessage) -> [UInt8] {
-        var output = ""
-        output += foldedField(name: "Date", tokens: [HeaderToken(text: rfc5322Date(message.date))])
-        output += foldedField(name: "From", tokens: mailboxTokens(message.from, fieldName: "From"))
-        output += foldedField(name: "To", tokens: mailboxTokens(message.to, fieldName: "To"))
-        output += foldedField(
+        var head = ""
+        head += foldedField(name: "Date", tokens: [HeaderToken(text: rfc5322Date(message.date))])
+        head += foldedField(name: "From", tokens: mailboxTokens(message.from, fieldName: "From"))
+        head += foldedField(name: "To", tokens: mailboxTokens(message.to, fieldName: "To"))
+        head += foldedField(
             name: "Subject",
             tokens: unstructuredTokens(message.subject, fieldName: "Subject", lineLimit: foldingWidth)
         )
-        output += foldedField(name: "Message-ID", tokens: [HeaderToken(text: "<\(messageIDForHeader(message.messageID))>")])
-        output += "MIME-Version: 1.0\r\n"
+        head += foldedField(name: "Message-ID", tokens: [HeaderToken(text: "<\(messageIDForHeader(message.messageID))>")])
+        head += "MIME-Version: 1.0\r\n"
         for header in message.extraHeaders {
             guard let name = extraHeaderName(header.name) else { continue }
-            output += foldedField(name: name, tokens: unstructuredTokens(header.value, fieldName: name, lineLimit: extraHeaderLineLimit))
+            head += foldedField(name: name, tokens: unstructuredTokens(header.value, fieldName: name, lineLimit: extraHeaderLineLimit))
         }
+        var output: [UInt8] = []
+        output.reserveCapacity(head.utf8.count + 3 * (message.text.utf8.count + (message.html?.utf8.count ?? 0)) + 512)
         if let html = message.html {
-            output += "Content-Type: multipart/alternative; boundary=\"\(alternativeBoundary)\"\r\n"
-            output += "\r\n"
-            output += "--\(alternativeBoundary)\r\n"
-            output += textPartHeaders(subtype: "plain")
-            output += "\r\n"
-            output += quotedPrintableLines(message.text).joined(separator: "\r\n")
-            output += "\r\n--\(alternativeBoundary)\r\n"
-            output += textPartHeaders(subtype: "html")
-            output += "\r\n"
-            output += quotedPrintableLines(html).joined(separator: "\r\n")
-            output += "\r\n--\(alternativeBoundary)--\r\n"
+            head += "Content-Type: multipart/alternative; boundary=\"\(alternativeBoundary)\"\r\n"
+            head += "\r\n"
+            head += "--\(alternativeBoundary)\r\n"
+            head += textPartHeaders(subtype: "plain")
+            head += "\r\n"
+            output += head.utf8
+            appendQuotedPrintable(message.text, to: &output)
+            output += "\r\n--\(alternativeBoundary)\r\n".utf8
+            output += textPartHeaders(subtype: "html").utf8
+            output += "\r\n".utf8
+            appendQuotedPrintable(html, to: &output)
+            output += "\r\n--\(alternativeBoundary)--\r\n".utf8
         } else {
-            output += textPartHeaders(subtype: "plain")
-            output += "\r\n"
-            let lines = quotedPrintableLines(message.text)
-            output += lines.joined(separator: "\r\n")
+            head += textPartHeaders(subtype: "plain")
+            head += "\r\n"
+            output += head.utf8
             // A text that does not end with a line break ends with a soft line break, so the
             // message still ends with CRLF and the text decodes without a line break it never had.
-            if let last = lines.last, !last.isEmpty {
-                output += "=\r\n"
+            if appendQuotedPrintable(message.text, to: &output) {
+                output += "=\r\n".utf8
             }
         }
-        return Array(output.utf8)
+        return output
     }
 
     /// Makes a fresh message ID, `<32 hex digits>@domain`, from 128 bits of the system's secure
@@ -356,66 +358,63 @@ public enum MIMERenderer {
         "Content-Type: text/\(subtype); charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n"
     }
 
-    /// Encodes text as quoted-printable lines (RFC 2045 §6.7), without their CRLFs.
+    /// Encodes text as quoted-printable lines (RFC 2045 §6.7).
     ///
     /// Every line break of the text (CRLF, a lone CR or a lone LF) becomes a CRLF line break; a
     /// text that ends with a line break gives a last, empty line. Lines are at most 76 characters,
     /// longer ones continue after a soft line break (`=`). Escaped as `=XX`: `=`, every byte that
     /// is not printable ASCII, a space or tab at the end of a line, and a `.` at the start of a
     /// line (harmless, and it spares transports that forget SMTP dot-stuffing).
-    static func quotedPrintableLines(_ text: String) -> [String] {
-        var hardLines: [[UInt8]] = [[]]
-        var previousWasCarriageReturn = false
-        for byte in text.utf8 {
-            defer { previousWasCarriageReturn = byte == UInt8(ascii: "\r") }
-            if byte == UInt8(ascii: "\n") && previousWasCarriageReturn {
-                continue
-            }
-            if byte == UInt8(ascii: "\r") || byte == UInt8(ascii: "\n") {
-                hardLines.append([])
-            } else {
-                hardLines[hardLines.count - 1].append(byte)
-            }
-        }
-        return hardLines.flatMap(quotedPrintableLines(ofHardLine:))
-    }
-
-    /// Encodes one line of text (no line breaks in it) as one or more quoted-printable lines; all
-    /// but the last end with a soft line break.
-    static func quotedPrintableLines(ofHardLine bytes: [UInt8]) -> [String] {
+    ///
+    /// The lines are appended to `output` joined by CRLF, without a CRLF after the last one.
+    ///
+    /// - Returns: whether the last line has any content (a text not ending with a line break).
+    @discardableResult
+    static func appendQuotedPrintable(_ text: String, to output: inout [UInt8]) -> Bool {
         // 75 leaves room for the `=` of a soft line break, or of the one ending a single-part body.
         let maxContentLength = 75
-        var lines: [String] = []
-        var line = ""
-        for (index, byte) in bytes.enumerated() {
-            let isLineEnd = index == bytes.count - 1
-            var token: String
+        let bytes = Array(text.utf8)
+        var lineLength = 0
+        var index = 0
+        while index < bytes.count {
+            let byte = bytes[index]
+            if byte == UInt8(ascii: "\r") || byte == UInt8(ascii: "\n") {
+                // Every line break (CRLF, a lone CR, a lone LF) becomes one CRLF.
+                output += [UInt8(ascii: "\r"), UInt8(ascii: "\n")]
+                lineLength = 0
+                index += byte == UInt8(ascii: "\r") && index + 1 < bytes.count && bytes[index + 1] == UInt8(ascii: "\n") ? 2 : 1
+                continue
+            }
+            let isLineEnd = index + 1 == bytes.count || bytes[index + 1] == UInt8(ascii: "\r") || bytes[index + 1] == UInt8(ascii: "\n")
+            var isLiteral: Bool
             switch byte {
-            case UInt8(ascii: "="):
-                token = escaped(byte)
-            case 0x21...0x7E:
-                token = String(UnicodeScalar(byte))
-            case UInt8(ascii: " "), UInt8(ascii: "\t"):
-                token = isLineEnd ? escaped(byte) : String(UnicodeScalar(byte))
-            default:
-                token = escaped(byte)
+            case UInt8(ascii: "="): isLiteral = false
+            case 0x21...0x7E: isLiteral = true
+            case UInt8(ascii: " "), UInt8(ascii: "\t"): isLiteral = !isLineEnd
+            default: isLiteral = false
             }
-            if line.utf8.count + token.utf8.count > maxContentLength {
-                lines.append(line + "=")
-                line = ""
+            if lineLength + (isLiteral ? 1 : 3) > maxContentLength {
+                output += [UInt8(ascii: "="), UInt8(ascii: "\r"), UInt8(ascii: "\n")]
+                lineLength = 0
             }
-            if line.isEmpty && token == "." {
-                token = escaped(byte)
+            if lineLength == 0 && byte == UInt8(ascii: ".") {
+                isLiteral = false
             }
-            line += token
+            if isLiteral {
+                output.append(byte)
+                lineLength += 1
+            } else {
+                output += [UInt8(ascii: "="), hexDigit(byte >> 4), hexDigit(byte & 0x0F)]
+                lineLength += 3
+            }
+            index += 1
         }
-        lines.append(line)
-        return lines
+        return lineLength > 0
     }
 
-    /// A byte as a quoted-printable escape, `=` and two uppercase hex digits.
-    static func escaped(_ byte: UInt8) -> String {
-        "=" + hexByte(byte)
+    /// One uppercase hex digit for a value from 0 to 15.
+    static func hexDigit(_ value: UInt8) -> UInt8 {
+        value < 10 ? UInt8(ascii: "0") + value : UInt8(ascii: "A") + value - 10
     }
 
     /// A byte as two uppercase hex digits.

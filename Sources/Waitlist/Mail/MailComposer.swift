@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// Turns a claimed outbox row into the message to send: subject, text and HTML in the subscriber's
 /// language, links with their tokens, and the RFC 8058 unsubscribe headers.
@@ -7,6 +8,9 @@ public struct MailComposer: Sendable {
     /// The public address every link starts with.
     let baseURL: String
     let from: Mailbox
+    /// Dates as people read them, worked out once per date and language (formatting is costly
+    /// next to everything else a message takes).
+    private let humanDates = HumanDates()
 
     public init(templates: Templates, baseURL: String, from: Mailbox) {
         self.templates = templates
@@ -36,7 +40,7 @@ public struct MailComposer: Sendable {
                 case .en: "Please confirm: news of “\(delivery.course.title)”"
                 }
         case .announcement:
-            let date = delivery.opening.map { Self.humanDate($0.date, language: language) } ?? ""
+            let date = delivery.opening.map { humanDates.text($0.date, language: language) } ?? ""
             context["date"] = date
             context["enrolURL"] = delivery.opening?.enrolURL ?? baseURL
             template = "announcement"
@@ -85,6 +89,19 @@ public struct MailComposer: Sendable {
 
     static func domain(of address: String) -> String {
         address.split(separator: "@").last.map(String.init) ?? "localhost"
+    }
+}
+
+/// A memo of ``MailComposer/humanDate(_:language:)``.
+private final class HumanDates: Sendable {
+    private let texts = Mutex<[String: String]>([:])
+
+    func text(_ date: String, language: Language) -> String {
+        let key = "\(language.rawValue) \(date)"
+        if let known = texts.withLock({ $0[key] }) { return known }
+        let text = MailComposer.humanDate(date, language: language)
+        texts.withLock { $0[key] = text }
+        return text
     }
 }
 
