@@ -12,8 +12,11 @@ public struct Token: Sendable, Hashable, CustomStringConvertible {
     /// A fresh token from the system's cryptographic generator.
     public static func generate() -> Token {
         var generator = SystemRandomNumberGenerator()
-        let bytes = (0..<32).map { _ in UInt8.random(in: .min ... .max, using: &generator) }
-        return Token(value: Data(bytes).base64URLEncodedString())
+        var bytes = Data(capacity: 32)
+        for _ in 0..<4 {
+            withUnsafeBytes(of: generator.next() as UInt64) { bytes.append(contentsOf: $0) }
+        }
+        return Token(value: bytes.base64URLEncodedString())
     }
 
     /// Takes a token from a URL path; `nil` when it cannot possibly be one of ours.
