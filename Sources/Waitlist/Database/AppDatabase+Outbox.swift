@@ -61,8 +61,8 @@ extension AppDatabase {
     /// never hold the same row; a lease left by a process that died expires and is claimed again.
     public func claimDue(owner: String, limit: Int, lease: TimeInterval, now: Date = Date()) throws -> [Delivery] {
         try writer.write { db in
-            let rows = try Row.fetchAll(
-                db,
+            // Cached statements: a sender runs these for every batch, and preparing SQL costs more than running it.
+            let claim = try db.cachedStatement(
                 sql: """
                     UPDATE outbox SET leaseOwner = ?, leaseExpiresAt = ?, attempts = attempts + 1
                     WHERE id IN (
@@ -70,26 +70,31 @@ extension AppDatabase {
                         WHERE state = 'queued' AND nextAttemptAt <= ? AND (leaseExpiresAt IS NULL OR leaseExpiresAt <= ?)
                         ORDER BY nextAttemptAt, id LIMIT ?)
                     RETURNING id, kind, subscriberId, openingId, attempts
-                    """,
-                arguments: [owner, now.addingTimeInterval(lease), now, now, limit])
+                    """)
+            let rows = try Row.fetchAll(claim, arguments: [owner, now.addingTimeInterval(lease), now, now, limit])
+            let recipients = try db.cachedStatement(sql: "SELECT * FROM subscriber WHERE id = ?")
+            let cancel = try db.cachedStatement(
+                sql: "UPDATE outbox SET state = 'cancelled', leaseOwner = NULL, leaseExpiresAt = NULL WHERE id = ?")
+            // A batch concerns one or two courses and openings: read each once.
+            var courses: [Int64: Course] = [:]
+            var openings: [Int64: Opening] = [:]
             var deliveries: [Delivery] = []
             for row in rows {
                 let id: Int64 = row["id"]
                 let kind: MailKind = row["kind"]
                 let openingId: Int64? = row["openingId"]
-                guard let subscriber = try Subscriber.fetchOne(db, key: row["subscriberId"] as Int64),
-                    let course = try Course.fetchOne(db, key: subscriber.courseId)
-                else { continue }
-                let opening = try openingId.flatMap { try Opening.fetchOne(db, key: $0) }
+                guard let subscriber = try Subscriber.fetchOne(recipients, arguments: [row["subscriberId"] as Int64]) else { continue }
+                if courses[subscriber.courseId] == nil { courses[subscriber.courseId] = try Course.fetchOne(db, key: subscriber.courseId) }
+                if let openingId, openings[openingId] == nil { openings[openingId] = try Opening.fetchOne(db, key: openingId) }
+                guard let course = courses[subscriber.courseId] else { continue }
+                let opening = openingId.flatMap { openings[$0] }
                 let stillWanted =
                     switch kind {
                     case .confirmation: subscriber.status == .pending
                     case .announcement: subscriber.status == .confirmed && opening?.closedAt == nil
                     }
                 guard stillWanted else {
-                    try db.execute(
-                        sql: "UPDATE outbox SET state = 'cancelled', leaseOwner = NULL, leaseExpiresAt = NULL WHERE id = ?", arguments: [id]
-                    )
+                    try cancel.execute(arguments: [id])
                     continue
                 }
                 let confirmToken =
@@ -131,11 +136,12 @@ extension AppDatabase {
     /// Records that the relay accepted a message. Called right after its `250` to DATA.
     public func markSent(id: Int64, now: Date = Date()) throws {
         try writer.write { db in
-            try db.execute(
+            try db.cachedStatement(
                 sql: """
                     UPDATE outbox SET state = 'sent', sentAt = ?, leaseOwner = NULL, leaseExpiresAt = NULL, lastError = NULL
                     WHERE id = ?
-                    """, arguments: [now, id])
+                    """
+            ).execute(arguments: [now, id])
         }
     }
 

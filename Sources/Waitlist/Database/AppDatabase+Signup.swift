@@ -108,8 +108,8 @@ extension AppDatabase {
     static func issueToken(_ db: Database, subscriberId: Int64, purpose: TokenPurpose, now: Date) throws -> Token {
         let token = Token.generate()
         let expiry = purpose == .confirm ? now.addingTimeInterval(confirmationLifetime) : nil
-        var record = TokenRecord(id: nil, subscriberId: subscriberId, purpose: purpose, hash: token.hash, createdAt: now, expiresAt: expiry)
-        try record.insert(db)
+        try db.cachedStatement(sql: "INSERT INTO token (subscriberId, purpose, hash, createdAt, expiresAt) VALUES (?, ?, ?, ?, ?)")
+            .execute(arguments: [subscriberId, purpose, token.hash, now, expiry])
         return token
     }
 

@@ -65,7 +65,7 @@ public final class OutboxSender: Sendable {
 
     public init(
         database: AppDatabase, transport: any MailTransport, composer: MailComposer, concurrency: Int, logger: Logger,
-        batchSize: Int = 8, lease: TimeInterval = 45, rate: Rate? = nil, now: @escaping @Sendable () -> Date = { Date() }
+        batchSize: Int = 25, lease: TimeInterval = 45, rate: Rate? = nil, now: @escaping @Sendable () -> Date = { Date() }
     ) {
         self.rate = rate
         self.now = now
