@@ -120,6 +120,28 @@ struct OutboxTests {
         #expect(world.lastMessage(to: "boris@example.com")?.subject.contains("Enrolment is open") == true)
     }
 
+    @Test("Each recipient's mail carries its own working links, whatever was rendered before")
+    func eachMailHasItsOwnLinks() async throws {
+        let world = try await TestWorld.make()
+        for name in ["anna", "boris", "vera"] { try await world.confirmedSubscriber("\(name)@example.com") }
+        _ = try world.database.open(courseId: 1, date: "2027-03-15", enrolURL: enrol, now: world.clock.now)
+        try await world.deliverAll()
+        var tokens: Set<String> = []
+        for name in ["anna", "boris", "vera"] {
+            let message = try #require(world.lastMessage(to: "\(name)@example.com"))
+            #expect(!message.text.contains("Slot") && message.html?.contains("Slot") == false)
+            let token = try #require(world.linkToken("unsubscribe", in: message))
+            #expect(message.html?.contains(token.value) == true)
+            guard case .valid(let subscriber, _) = try world.database.lookUp(token, purpose: .unsubscribe) else {
+                Issue.record("the link of \(name) does not work")
+                continue
+            }
+            #expect(subscriber.email == "\(name)@example.com")
+            tokens.insert(token.value)
+        }
+        #expect(tokens.count == 3)
+    }
+
     @Test("The confirmation carries the confirm link under the base URL, in the subscriber's language")
     func confirmationContent() async throws {
         var world = try await TestWorld.make()

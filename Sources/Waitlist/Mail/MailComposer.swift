@@ -11,6 +11,8 @@ public struct MailComposer: Sendable {
     /// Dates as people read them, worked out once per date and language (formatting is costly
     /// next to everything else a message takes).
     private let humanDates = HumanDates()
+    /// Bodies rendered with stand-ins for the tokens, per template, language and content.
+    private let renderedBodies = RenderedBodies()
 
     public init(templates: Templates, baseURL: String, from: Mailbox) {
         self.templates = templates
@@ -27,12 +29,11 @@ public struct MailComposer: Sendable {
     public func message(for delivery: Delivery, now: Date = Date()) -> MailMessage {
         let language = delivery.language
         let unsubscribe = unsubscribeURL(delivery.unsubscribeToken)
-        var context: [String: Any] = ["course": delivery.course.title, "unsubscribeURL": unsubscribe]
         let subject: String
         let template: String
+        var context: [String: Any] = ["course": delivery.course.title]
         switch delivery.kind {
         case .confirmation:
-            context["confirmURL"] = delivery.confirmToken.map(confirmURL) ?? baseURL
             template = "confirmation"
             subject =
                 switch language {
@@ -50,12 +51,30 @@ public struct MailComposer: Sendable {
                 case .en: "Enrolment is open: “\(delivery.course.title)” starts \(date)"
                 }
         }
+        // The bodies are the same for every recipient but for the links' tokens: render each
+        // template once with stand-ins for the tokens, then put each recipient's tokens in.
+        let key =
+            "\(template)|\(language.rawValue)|\(context.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: "|"))"
+        let bodies = renderedBodies.bodies(for: key) {
+            var slots = context
+            slots["confirmURL"] = "\(baseURL)/confirm/\(Self.confirmSlot)"
+            slots["unsubscribeURL"] = "\(baseURL)/unsubscribe/\(Self.unsubscribeSlot)"
+            return (
+                templates.render("mail/\(template).\(language.rawValue).txt", slots),
+                templates.render("mail/\(template).\(language.rawValue).html", slots)
+            )
+        }
+        func personal(_ body: String) -> String {
+            var body = body.replacingOccurrences(of: Self.unsubscribeSlot, with: delivery.unsubscribeToken.value)
+            if let confirm = delivery.confirmToken { body = body.replacingOccurrences(of: Self.confirmSlot, with: confirm.value) }
+            return body
+        }
         return MailMessage(
             from: from,
             to: Mailbox(address: delivery.recipient),
             subject: subject,
-            text: templates.render("mail/\(template).\(language.rawValue).txt", context),
-            html: templates.render("mail/\(template).\(language.rawValue).html", context),
+            text: personal(bodies.text),
+            html: personal(bodies.html),
             extraHeaders: [
                 (name: "List-Unsubscribe", value: "<\(unsubscribe)>"),
                 (name: "List-Unsubscribe-Post", value: "List-Unsubscribe=One-Click"),
@@ -64,6 +83,11 @@ public struct MailComposer: Sendable {
             messageID: MIMERenderer.makeMessageID(domain: Self.domain(of: from.address)),
             date: now)
     }
+
+    /// Stand-ins for the tokens while a body is rendered: letters only, so no escaping changes
+    /// them, and long enough never to occur in a template or a course's text.
+    static let confirmSlot = "WaitlistConfirmTokenSlotQx7vZk2mPa9Lr4Tn8WbYc3"
+    static let unsubscribeSlot = "WaitlistUnsubscribeTokenSlotHs5Jd1Fg6Ke0Rm2Vp7"
 
     /// The message `waitlist test-mail` sends.
     public func testMessage(to address: EmailAddress, now: Date = Date()) -> MailMessage {
@@ -102,6 +126,22 @@ private final class HumanDates: Sendable {
         let text = MailComposer.humanDate(date, language: language)
         texts.withLock { $0[key] = text }
         return text
+    }
+}
+
+/// A memo of rendered mail bodies; a sender needs a handful at a time, so it is simply emptied
+/// when it grows past a few dozen.
+private final class RenderedBodies: Sendable {
+    private let bodies = Mutex<[String: (text: String, html: String)]>([:])
+
+    func bodies(for key: String, render: () -> (String, String)) -> (text: String, html: String) {
+        if let known = bodies.withLock({ $0[key] }) { return known }
+        let (text, html) = render()
+        bodies.withLock { bodies in
+            if bodies.count >= 64 { bodies.removeAll() }
+            bodies[key] = (text, html)
+        }
+        return (text, html)
     }
 }
 
