@@ -10,9 +10,9 @@ public struct MailComposer: Sendable {
     let from: Mailbox
     /// Dates as people read them, worked out once per date and language (formatting is costly
     /// next to everything else a message takes).
-    private let humanDates = HumanDates()
+    private let humanDates = Memo<String>()
     /// Bodies rendered with stand-ins for the tokens, per template, language and content.
-    private let renderedBodies = RenderedBodies()
+    private let renderedBodies = Memo<(text: String, html: String)>()
 
     public init(templates: Templates, baseURL: String, from: Mailbox) {
         self.templates = templates
@@ -41,7 +41,10 @@ public struct MailComposer: Sendable {
                 case .en: "Please confirm: news of “\(delivery.course.title)”"
                 }
         case .announcement:
-            let date = delivery.opening.map { humanDates.text($0.date, language: language) } ?? ""
+            let date =
+                delivery.opening.map { opening in
+                    humanDates.value(for: "\(language.rawValue) \(opening.date)") { Self.humanDate(opening.date, language: language) }
+                } ?? ""
             context["date"] = date
             context["enrolURL"] = delivery.opening?.enrolURL ?? baseURL
             template = "announcement"
@@ -55,7 +58,7 @@ public struct MailComposer: Sendable {
         // template once with stand-ins for the tokens, then put each recipient's tokens in.
         let key =
             "\(template)|\(language.rawValue)|\(context.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: "|"))"
-        let bodies = renderedBodies.bodies(for: key) {
+        let bodies = renderedBodies.value(for: key) {
             var slots = context
             slots["confirmURL"] = "\(baseURL)/confirm/\(Self.confirmSlot)"
             slots["unsubscribeURL"] = "\(baseURL)/unsubscribe/\(Self.unsubscribeSlot)"
@@ -116,32 +119,20 @@ public struct MailComposer: Sendable {
     }
 }
 
-/// A memo of ``MailComposer/humanDate(_:language:)``.
-private final class HumanDates: Sendable {
-    private let texts = Mutex<[String: String]>([:])
+/// Values worked out once per key: course dates as people read them, mail bodies rendered with
+/// stand-ins for the tokens. A sender needs a handful at a time, so a memo is simply emptied when
+/// it grows past a few dozen.
+private final class Memo<Value: Sendable>: Sendable {
+    private let values = Mutex<[String: Value]>([:])
 
-    func text(_ date: String, language: Language) -> String {
-        let key = "\(language.rawValue) \(date)"
-        if let known = texts.withLock({ $0[key] }) { return known }
-        let text = MailComposer.humanDate(date, language: language)
-        texts.withLock { $0[key] = text }
-        return text
-    }
-}
-
-/// A memo of rendered mail bodies; a sender needs a handful at a time, so it is simply emptied
-/// when it grows past a few dozen.
-private final class RenderedBodies: Sendable {
-    private let bodies = Mutex<[String: (text: String, html: String)]>([:])
-
-    func bodies(for key: String, render: () -> (String, String)) -> (text: String, html: String) {
-        if let known = bodies.withLock({ $0[key] }) { return known }
-        let (text, html) = render()
-        bodies.withLock { bodies in
-            if bodies.count >= 64 { bodies.removeAll() }
-            bodies[key] = (text, html)
+    func value(for key: String, make: () -> Value) -> Value {
+        if let known = values.withLock({ $0[key] }) { return known }
+        let value = make()
+        values.withLock { values in
+            if values.count >= 64 { values.removeAll() }
+            values[key] = value
         }
-        return (text, html)
+        return value
     }
 }
 

@@ -106,7 +106,7 @@ struct TestWorld {
             email: try EmailAddress(address), courseId: try course.id!, language: language, client: ClientContext(), now: clock.now)
     }
 
-    /// The confirmation token of the last message sent to `address`, read from its link.
+    /// The token of the first `kind` link (`confirm` or `unsubscribe`) in a message's text.
     func linkToken(_ kind: String, in message: MailMessage) -> Token? {
         let prefix = "\(settings.baseURL)/\(kind)/"
         guard let range = message.text.range(of: prefix) else { return nil }
