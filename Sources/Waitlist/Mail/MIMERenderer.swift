@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// Turns a ``MailMessage`` into the bytes of an RFC 5322 / MIME message, ready for SMTP `DATA` or
 /// an `.eml` file.
@@ -84,11 +85,17 @@ public enum MIMERenderer {
     public static func makeMessageID(domain: String) -> String {
         var generator = SystemRandomNumberGenerator()
         let random = hexDigits(generator.next()) + hexDigits(generator.next())
+        return "\(random)@\(messageIDDomain(domain))"
+    }
+
+    /// A domain as it can stand after the `@` of a message ID: without the characters that cannot,
+    /// and `localhost` when nothing is left.
+    static func messageIDDomain(_ domain: String) -> String {
         let forbidden: Set<Unicode.Scalar> = ["<", ">", "@", "\"", "\\", "(", ")", ",", ";"]
         let cleanDomain = String(
             String.UnicodeScalarView(domain.unicodeScalars.filter { !isControlOrWhitespace($0) && !forbidden.contains($0) })
         )
-        return "\(random)@\(cleanDomain.isEmpty ? "localhost" : cleanDomain)"
+        return cleanDomain.isEmpty ? "localhost" : cleanDomain
     }
 
     // MARK: - Limits
@@ -155,12 +162,18 @@ public enum MIMERenderer {
     /// The tokens of a `From` or `To` field: the display name, if any, then `<address>`; or the bare
     /// address when there is no display name.
     static func mailboxTokens(_ mailbox: Mailbox, fieldName: String) -> [HeaderToken] {
-        let address = String(String.UnicodeScalarView(mailbox.address.unicodeScalars.filter { !isControlOrWhitespace($0) }))
+        let address = headerAddress(mailbox.address)
         let phrase = displayNameTokens(mailbox.displayName ?? "", fieldName: fieldName)
         if phrase.isEmpty {
             return [HeaderToken(text: address)]
         }
         return phrase + [HeaderToken(text: "<\(address)>")]
+    }
+
+    /// An address as it stands in a header: without control characters and whitespace.
+    static func headerAddress(_ address: String) -> String {
+        if address.utf8.allSatisfy({ (0x21...0x7E).contains($0) }) { return address }
+        return String(String.UnicodeScalarView(address.unicodeScalars.filter { !isControlOrWhitespace($0) }))
     }
 
     /// The tokens of a display name: atoms when it is plain words of RFC 5322 `atext`, a quoted
@@ -344,6 +357,18 @@ public enum MIMERenderer {
     /// The RFC 5322 date of a moment in UTC, e.g. `Sun, 29 Nov 2026 00:56:39 +0000`; English names
     /// whatever the locale, fractions of a second dropped.
     static func rfc5322Date(_ date: Date) -> String {
+        // A sender dates thousands of messages a second with the same second: work it out once.
+        let second = date.timeIntervalSince1970.rounded(.down)
+        if let last = lastDate.withLock({ $0 }), last.second == second { return last.text }
+        let text = formatRFC5322Date(date)
+        lastDate.withLock { $0 = (second, text) }
+        return text
+    }
+
+    /// The last date ``rfc5322Date(_:)`` wrote, by its whole second since 1970.
+    private static let lastDate = Mutex<(second: Double, text: String)?>(nil)
+
+    private static func formatRFC5322Date(_ date: Date) -> String {
         let weekdays = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"]
         let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
         let time = UTCTime(date)

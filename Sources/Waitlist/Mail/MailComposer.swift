@@ -10,14 +10,20 @@ public struct MailComposer: Sendable {
     let from: Mailbox
     /// Dates as people read them, worked out once per date and language (formatting is costly
     /// next to everything else a message takes).
-    private let humanDates = Memo<String>()
+    private let humanDates = Memo<String, String>()
     /// Bodies rendered with stand-ins for the tokens, per template, language and content.
-    private let renderedBodies = Memo<(text: String, html: String)>()
+    private let renderedBodies = Memo<String, (text: String, html: String)>()
+    /// Whole messages rendered once for all their recipients, per mail, language and content;
+    /// `nil` where a template could not be made and each message is rendered in full.
+    private let messageTemplates = Memo<TemplateKey, MessageTemplate?>()
+    /// The host part of every message ID.
+    private let messageIDDomain: String
 
     public init(templates: Templates, baseURL: String, from: Mailbox) {
         self.templates = templates
         self.baseURL = baseURL
         self.from = from
+        self.messageIDDomain = MIMERenderer.messageIDDomain(Self.domain(of: from.address))
     }
 
     /// The link that confirms a signup.
@@ -25,8 +31,56 @@ public struct MailComposer: Sendable {
     /// The link that unsubscribes (or cancels a pending signup).
     func unsubscribeURL(_ token: Token) -> String { "\(baseURL)/unsubscribe/\(token.value)" }
 
+    /// The bytes of the message for one delivery, as ``MIMERenderer`` renders
+    /// ``message(for:now:)``: written into a copy of the mail's template, or rendered in full
+    /// where there is no template.
+    public func renderedMessage(for delivery: Delivery, now: Date = Date()) -> [UInt8] {
+        let parts = MessageTemplate.Parts(
+            recipient: delivery.recipient, date: now, messageIDDigits: Self.messageIDDigits(),
+            unsubscribeToken: delivery.unsubscribeToken, confirmToken: delivery.confirmToken)
+        if let template = template(for: delivery), let bytes = template.message(for: parts) { return bytes }
+        return MIMERenderer.render(message(for: delivery, now: now, messageIDDigits: parts.messageIDDigits))
+    }
+
+    /// The template of a delivery's mail, made on first use; `nil` when none can be made.
+    func template(for delivery: Delivery) -> MessageTemplate? {
+        let key = TemplateKey(
+            kind: delivery.kind, language: delivery.language, course: delivery.course.title,
+            date: delivery.opening?.date, enrolURL: delivery.opening?.enrolURL)
+        return messageTemplates.value(for: key) {
+            MessageTemplate(hasConfirmLink: delivery.confirmToken != nil) { parts in
+                var standIn = delivery
+                standIn.recipient = parts.recipient
+                standIn.unsubscribeToken = parts.unsubscribeToken
+                standIn.confirmToken = parts.confirmToken
+                return MIMERenderer.render(message(for: standIn, now: parts.date, messageIDDigits: parts.messageIDDigits))
+            }
+        }
+    }
+
+    /// What tells two templates apart: everything of a delivery that a message shows, but the
+    /// recipient's own parts.
+    private struct TemplateKey: Hashable {
+        var kind: MailKind
+        var language: Language
+        var course: String
+        var date: String?
+        var enrolURL: String?
+    }
+
     /// The message for one delivery.
     public func message(for delivery: Delivery, now: Date = Date()) -> MailMessage {
+        message(for: delivery, now: now, messageIDDigits: Self.messageIDDigits())
+    }
+
+    /// 128 random bits as 32 hex digits, the part of a message ID before `@`.
+    static func messageIDDigits() -> String {
+        var generator = SystemRandomNumberGenerator()
+        return MIMERenderer.hexDigits(generator.next()) + MIMERenderer.hexDigits(generator.next())
+    }
+
+    /// The message for one delivery, with the message ID `messageIDDigits@domain`.
+    func message(for delivery: Delivery, now: Date, messageIDDigits: String) -> MailMessage {
         let language = delivery.language
         let unsubscribe = unsubscribeURL(delivery.unsubscribeToken)
         let subject: String
@@ -83,7 +137,7 @@ public struct MailComposer: Sendable {
                 (name: "List-Unsubscribe-Post", value: "List-Unsubscribe=One-Click"),
                 (name: "Content-Language", value: language.rawValue),
             ],
-            messageID: MIMERenderer.makeMessageID(domain: Self.domain(of: from.address)),
+            messageID: "\(messageIDDigits)@\(messageIDDomain)",
             date: now)
     }
 
@@ -101,7 +155,14 @@ public struct MailComposer: Sendable {
     }
 
     /// `2027-03-15` as a person reads it: «15 марта 2027» or “15 March 2027”.
+    /// Anything but `YYYY-MM-DD` stays as it is (Foundation's parser can crash on some text).
     static func humanDate(_ date: String, language: Language) -> String {
+        let shape = Array(date.utf8)
+        guard shape.count == 10,
+            shape.enumerated().allSatisfy({ index, byte in
+                index == 4 || index == 7 ? byte == UInt8(ascii: "-") : (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte)
+            })
+        else { return date }
         let parser = DateFormatter()
         parser.locale = Locale(identifier: "en_US_POSIX")
         parser.timeZone = TimeZone(identifier: "UTC")
@@ -120,12 +181,12 @@ public struct MailComposer: Sendable {
 }
 
 /// Values worked out once per key: course dates as people read them, mail bodies rendered with
-/// stand-ins for the tokens. A sender needs a handful at a time, so a memo is simply emptied when
+/// stand-ins for the tokens, message templates. A sender needs a handful at a time, so a memo is simply emptied when
 /// it grows past a few dozen.
-private final class Memo<Value: Sendable>: Sendable {
-    private let values = Mutex<[String: Value]>([:])
+private final class Memo<Key: Hashable & Sendable, Value: Sendable>: Sendable {
+    private let values = Mutex<[Key: Value]>([:])
 
-    func value(for key: String, make: () -> Value) -> Value {
+    func value(for key: Key, make: () -> Value) -> Value {
         if let known = values.withLock({ $0[key] }) { return known }
         let value = make()
         values.withLock { values in

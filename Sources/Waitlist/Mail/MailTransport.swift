@@ -31,3 +31,14 @@ public protocol MailSession: AnyObject {
     /// Ends the session (QUIT) and frees its resources.
     func close()
 }
+
+/// A session that also takes messages already rendered to bytes, which spares the sender making a
+/// ``MailMessage`` for every recipient of an announcement (``MailComposer/renderedMessage(for:now:)``).
+///
+/// ``SMTPTransport``'s sessions take them; the file transport and test doubles, which look into
+/// each message, take ``MailMessage`` only.
+public protocol RenderedMailSession: MailSession {
+    /// Delivers the bytes of a complete RFC 5322 message with CRLF line ends, from and to the
+    /// envelope addresses given; returns only once the relay has accepted it.
+    func send(rendered message: [UInt8], from sender: String, to recipient: String) throws(DeliveryError)
+}

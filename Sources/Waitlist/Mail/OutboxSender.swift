@@ -191,13 +191,17 @@ public final class OutboxSender: Sendable {
 
     /// Sends one message and records the outcome.
     private func deliver(_ delivery: Delivery, session: inout (any MailSession)?) -> Outcome {
-        let message = composer.message(for: delivery, now: now())
         let metadata: Logger.Metadata = [
             "outbox": "\(delivery.outboxId)", "kind": "\(delivery.kind.rawValue)", "attempt": "\(delivery.attempt)",
         ]
         do {
             if session == nil { session = try transport.makeSession() }
-            try session!.send(message)
+            if let session = session as? any RenderedMailSession {
+                let bytes = composer.renderedMessage(for: delivery, now: now())
+                try session.send(rendered: bytes, from: composer.from.address, to: delivery.recipient)
+            } else {
+                try session!.send(composer.message(for: delivery, now: now()))
+            }
         } catch {
             // The session may be in an unknown state after a failure: start afresh next time.
             session?.close()

@@ -39,7 +39,7 @@ private enum CurlLibrary {
 /// The session blocks while it talks to the relay, so the caller drives it from a thread of its own. It is
 /// `@unchecked Sendable` because every use of the handle and its buffers happens with `lock` held: the session may
 /// be handed to another thread, and calls from two threads at once wait for each other instead of racing.
-final class SMTPSession: MailSession, @unchecked Sendable {
+final class SMTPSession: RenderedMailSession, @unchecked Sendable {
     private let configuration: SMTPConfiguration
     private let lock = NSLock()
     /// The easy handle; `nil` once closed.
@@ -70,7 +70,8 @@ final class SMTPSession: MailSession, @unchecked Sendable {
     }
 
     /// Delivers bytes that are already a complete RFC 5322 message with CRLF line endings; libcurl does the
-    /// dot-stuffing. ``send(_:)`` renders and calls this; tests call it to control the exact bytes.
+    /// dot-stuffing. ``send(_:)`` renders and calls this, and so does the outbox sender with bytes from a
+    /// message template; tests call it to control the exact bytes.
     func send(rendered message: [UInt8], from sender: String, to recipient: String) throws(DeliveryError) {
         lock.lock()
         defer { lock.unlock() }
