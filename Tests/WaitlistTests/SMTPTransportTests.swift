@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Testing
 
 @testable import Waitlist
@@ -167,6 +168,39 @@ import Testing
         try session.send(rendered: message, from: "waitlist@example.org", to: "anna@example.com")
 
         #expect(try server.receivedMessages().map(\.data) == [message])
+    }
+
+    @Test(arguments: [1, 300_000])
+    func theHookBeforeTheEndRunsOnceBeforeTheRelayHasTheMessage(lines: Int) async throws {
+        let server = try await SMTPTestServer.start()
+        defer { server.stop() }
+        let session = try SMTPSession(configuration: try SMTPConfiguration(url: server.url), ehloName: "waitlist.test")
+        defer { session.close() }
+        // One line, or a message many times libcurl's upload buffer.
+        let message = Array(("Subject: hook\r\n\r\n" + String(repeating: "line\r\n", count: lines)).utf8)
+        let receivedAtHook = Mutex<[Int]>([])
+
+        try session.send(rendered: message, from: "waitlist@example.org", to: "anna@example.com") {
+            receivedAtHook.withLock { $0.append(server.receivedCount()) }
+        }
+
+        #expect(receivedAtHook.withLock { $0 } == [0])
+        #expect(try server.receivedMessages().map(\.data) == [message])
+    }
+
+    @Test func theHookBeforeTheEndDoesNotRunWhenTheRecipientIsRefused() async throws {
+        let server = try await SMTPTestServer.start()
+        defer { server.stop() }
+        let session = try SMTPSession(configuration: try SMTPConfiguration(url: server.url), ehloName: "waitlist.test")
+        defer { session.close() }
+        let calls = Mutex(0)
+
+        #expect(throws: DeliveryError.self) {
+            try session.send(rendered: Array("Subject: x\r\n\r\nx\r\n".utf8), from: "waitlist@example.org", to: "reject@example.com") {
+                calls.withLock { $0 += 1 }
+            }
+        }
+        #expect(calls.withLock { $0 } == 0)
     }
 
     @Test func refusesAnAddressThatWouldChangeTheSMTPCommand() async throws {

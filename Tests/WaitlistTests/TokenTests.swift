@@ -19,6 +19,18 @@ struct TokenTests {
         }
     }
 
+    @Test("base64url is Foundation's base64 with - for +, _ for / and no padding, at every length")
+    func base64URLMatchesFoundation() {
+        var generator = SplitMix64(seed: 64)
+        for length in 0...70 {
+            let bytes = (0..<length).map { _ in UInt8.random(in: 0...255, using: &generator) }
+            let expected = Data(bytes).base64EncodedString()
+                .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
+            #expect(Token.base64URL(bytes) == expected, "\(length) bytes")
+        }
+        #expect(Token.base64URL([0xFB, 0xFF, 0xBF]) == "-_-_")
+    }
+
     @Test("The stored hash is the SHA-256 of the token as written in the link")
     func hashIsSHA256() throws {
         let token = Token.generate()

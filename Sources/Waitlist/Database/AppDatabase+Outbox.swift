@@ -71,19 +71,28 @@ extension AppDatabase {
                         ORDER BY nextAttemptAt, id LIMIT ?)
                     RETURNING id, kind, subscriberId, openingId, attempts
                     """)
-            let rows = try Row.fetchAll(claim, arguments: [owner, now.addingTimeInterval(lease), now, now, limit])
-            let recipients = try db.cachedStatement(sql: "SELECT * FROM subscriber WHERE id = ?")
+            // Converted once: turning a date into its text costs more than most statements here.
+            let nowValue = now.databaseValue
+            let rows = try Row.fetchAll(claim, arguments: [owner, now.addingTimeInterval(lease), nowValue, nowValue, limit])
+            // Only what a mail needs of each recipient, all in one query.
+            let subscriberIds = rows.map { $0["subscriberId"] as Int64 }
+            var recipients: [Int64: (courseId: Int64, email: String, language: Language, status: SubscriberStatus)] = [:]
+            let recipientsQuery = try db.cachedStatement(
+                sql: "SELECT id, courseId, email, language, status FROM subscriber WHERE id IN (SELECT value FROM json_each(?))")
+            for row in try Row.fetchAll(recipientsQuery, arguments: ["[\(subscriberIds.map(String.init).joined(separator: ","))]"]) {
+                recipients[row[0]] = (row[1], row[2], row[3], row[4])
+            }
             let cancel = try db.cachedStatement(
                 sql: "UPDATE outbox SET state = 'cancelled', leaseOwner = NULL, leaseExpiresAt = NULL WHERE id = ?")
             // A batch concerns one or two courses and openings: read each once.
             var courses: [Int64: Course] = [:]
             var openings: [Int64: Opening] = [:]
             var deliveries: [Delivery] = []
-            for row in rows {
+            for (row, subscriberId) in zip(rows, subscriberIds) {
                 let id: Int64 = row["id"]
                 let kind: MailKind = row["kind"]
                 let openingId: Int64? = row["openingId"]
-                guard let subscriber = try Subscriber.fetchOne(recipients, arguments: [row["subscriberId"] as Int64]) else { continue }
+                guard let subscriber = recipients[subscriberId] else { continue }
                 if courses[subscriber.courseId] == nil { courses[subscriber.courseId] = try Course.fetchOne(db, key: subscriber.courseId) }
                 if let openingId, openings[openingId] == nil { openings[openingId] = try Opening.fetchOne(db, key: openingId) }
                 guard let course = courses[subscriber.courseId] else { continue }
@@ -98,8 +107,8 @@ extension AppDatabase {
                     continue
                 }
                 let confirmToken =
-                    kind == .confirmation ? try Self.issueToken(db, subscriberId: subscriber.id!, purpose: .confirm, now: now) : nil
-                let unsubscribeToken = try Self.issueToken(db, subscriberId: subscriber.id!, purpose: .unsubscribe, now: now)
+                    kind == .confirmation ? try Self.issueToken(db, subscriberId: subscriberId, purpose: .confirm, now: now, nowValue: nowValue) : nil
+                let unsubscribeToken = try Self.issueToken(db, subscriberId: subscriberId, purpose: .unsubscribe, now: now, nowValue: nowValue)
                 deliveries.append(
                     Delivery(
                         outboxId: id, kind: kind, recipient: subscriber.email, language: subscriber.language, course: course,
@@ -135,13 +144,24 @@ extension AppDatabase {
 
     /// Records that the relay accepted a message. Called right after its `250` to DATA.
     public func markSent(id: Int64, now: Date = Date()) throws {
+        try markSent(ids: [id], now: now)
+    }
+
+    /// Records that the relay accepted these messages, in one transaction: the sender's lanes
+    /// share one (``GroupCommit``) when they finish messages at about the same time.
+    public func markSent(ids: [Int64], now: Date = Date()) throws {
+        guard !ids.isEmpty else { return }
         try writer.write { db in
-            try db.cachedStatement(
+            let statement = try db.cachedStatement(
                 sql: """
                     UPDATE outbox SET state = 'sent', sentAt = ?, leaseOwner = NULL, leaseExpiresAt = NULL, lastError = NULL
                     WHERE id = ?
-                    """
-            ).execute(arguments: [now, id])
+                    """)
+            // Converted once: turning a date into its text costs more than the update.
+            let sentAt = now.databaseValue
+            for id in ids {
+                try statement.execute(arguments: [sentAt, id])
+            }
         }
     }
 

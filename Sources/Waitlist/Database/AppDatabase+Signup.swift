@@ -105,11 +105,16 @@ extension AppDatabase {
     // MARK: - Tokens
 
     /// Stores the hash of a fresh token for a subscriber and returns the token, for a mail about to go out.
-    static func issueToken(_ db: Database, subscriberId: Int64, purpose: TokenPurpose, now: Date) throws -> Token {
+    ///
+    /// - Parameter nowValue: `now` as the database stores it, when the caller has it already (a
+    ///   claim issues many tokens at the same time).
+    static func issueToken(
+        _ db: Database, subscriberId: Int64, purpose: TokenPurpose, now: Date, nowValue: DatabaseValue? = nil
+    ) throws -> Token {
         let token = Token.generate()
         let expiry = purpose == .confirm ? now.addingTimeInterval(confirmationLifetime) : nil
         try db.cachedStatement(sql: "INSERT INTO token (subscriberId, purpose, hash, createdAt, expiresAt) VALUES (?, ?, ?, ?, ?)")
-            .execute(arguments: [subscriberId, purpose, token.hash, now, expiry])
+            .execute(arguments: [subscriberId, purpose, token.hash, nowValue ?? now.databaseValue, expiry])
         return token
     }
 

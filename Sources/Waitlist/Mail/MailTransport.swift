@@ -40,5 +40,10 @@ public protocol MailSession: AnyObject {
 public protocol RenderedMailSession: MailSession {
     /// Delivers the bytes of a complete RFC 5322 message with CRLF line ends, from and to the
     /// envelope addresses given; returns only once the relay has accepted it.
-    func send(rendered message: [UInt8], from sender: String, to recipient: String) throws(DeliveryError)
+    ///
+    /// - Parameter beforeEnd: called once, if the relay takes the envelope, before the message's
+    ///   last bytes go out: until it returns the relay cannot have accepted the message. The
+    ///   sender waits there for the previous message to be recorded as sent.
+    func send(rendered message: [UInt8], from sender: String, to recipient: String, beforeEnd: @escaping () -> Void)
+        throws(DeliveryError)
 }

@@ -55,6 +55,8 @@ public final class OutboxSender: Sendable {
     let rate: Rate?
     private let state = Mutex(State())
     private let doorbell = Doorbell()
+    /// Marks messages sent; lanes that finish messages at about the same time share a transaction.
+    private let sentMarks: GroupCommit<Int64>
 
     private struct State {
         var stopping = false
@@ -77,6 +79,7 @@ public final class OutboxSender: Sendable {
         self.batchSize = batchSize
         self.lease = lease
         self.owner = "\(ProcessInfo.processInfo.hostName):\(ProcessInfo.processInfo.processIdentifier):\(Token.generate().value.prefix(8))"
+        self.sentMarks = GroupCommit(threadName: "waitlist-marks") { ids in try database.markSent(ids: ids, now: now()) }
     }
 
     /// Asks the lanes to stop after the messages in flight.
@@ -149,7 +152,11 @@ public final class OutboxSender: Sendable {
     /// One lane: claim a batch, deliver it message by message over one session, repeat.
     private func runLane(mode: Mode, progress: @Sendable (Outcome) -> Void) throws {
         var session: (any MailSession)?
-        defer { session?.close() }
+        let unrecorded = UnrecordedDelivery(logger: logger)
+        defer {
+            unrecorded.settle()
+            session?.close()
+        }
         while !isStopping {
             let batch: [Delivery]
             do {
@@ -184,22 +191,32 @@ public final class OutboxSender: Sendable {
                     try? database.releaseLease(ids: remaining, owner: owner)
                     return
                 }
-                progress(deliver(delivery, session: &session))
+                progress(deliver(delivery, session: &session, unrecorded: unrecorded))
             }
         }
     }
 
     /// Sends one message and records the outcome.
-    private func deliver(_ delivery: Delivery, session: inout (any MailSession)?) -> Outcome {
+    ///
+    /// The mark of a message sent is written by ``sentMarks`` while the lane goes on to the next
+    /// message, and the lane waits for it just before that message's last bytes (`beforeEnd`):
+    /// talking to the relay and writing the mark overlap, and a lane still never has more than
+    /// one message accepted by the relay and not recorded, so a crash repeats at most one
+    /// message per lane.
+    private func deliver(_ delivery: Delivery, session: inout (any MailSession)?, unrecorded: UnrecordedDelivery) -> Outcome {
         let metadata: Logger.Metadata = [
             "outbox": "\(delivery.outboxId)", "kind": "\(delivery.kind.rawValue)", "attempt": "\(delivery.attempt)",
         ]
+        let rendersItself: Bool
         do {
             if session == nil { session = try transport.makeSession() }
             if let session = session as? any RenderedMailSession {
+                rendersItself = false
                 let bytes = composer.renderedMessage(for: delivery, now: now())
-                try session.send(rendered: bytes, from: composer.from.address, to: delivery.recipient)
+                try session.send(rendered: bytes, from: composer.from.address, to: delivery.recipient, beforeEnd: unrecorded.settle)
             } else {
+                rendersItself = true
+                unrecorded.settle()
                 try session!.send(composer.message(for: delivery, now: now()))
             }
         } catch {
@@ -208,12 +225,9 @@ public final class OutboxSender: Sendable {
             session = nil
             return record(failure: error, of: delivery, metadata: metadata)
         }
-        do {
-            try database.markSent(id: delivery.outboxId, now: now())
-        } catch {
-            // Delivered but not recorded: the lease runs out and the row may go again; say so loudly.
-            logger.critical("Mail delivered but not recorded as sent", metadata: metadata.merging(["error": "\(error)"]) { $1 })
-        }
+        unrecorded.track(sentMarks.submit(delivery.outboxId), metadata: metadata)
+        // Sessions without the hook before the end (files, test doubles) wait for the mark here.
+        if rendersItself { unrecorded.settle() }
         governor?.recordSuccess()
         Counter(label: "waitlist_mail_sent_total", dimensions: [("kind", delivery.kind.rawValue)]).increment()
         logger.debug("Mail delivered", metadata: metadata)
@@ -248,6 +262,34 @@ public final class OutboxSender: Sendable {
             $0.summary.lastTransientError = failure.reason
         }
         return .retryLater
+    }
+}
+
+/// A lane's last message accepted by the relay, while its mark-sent is being written.
+private final class UnrecordedDelivery {
+    private var ticket: GroupCommit<Int64>.Ticket?
+    private var metadata: Logger.Metadata = [:]
+    private let logger: Logger
+
+    init(logger: Logger) {
+        self.logger = logger
+    }
+
+    func track(_ ticket: GroupCommit<Int64>.Ticket, metadata: Logger.Metadata) {
+        self.ticket = ticket
+        self.metadata = metadata
+    }
+
+    /// Waits until the mark is written; says so loudly if it could not be.
+    func settle() {
+        guard let ticket else { return }
+        self.ticket = nil
+        do {
+            try ticket.wait()
+        } catch {
+            // Delivered but not recorded: the lease runs out and the row may go again.
+            logger.critical("Mail delivered but not recorded as sent", metadata: metadata.merging(["error": "\(error)"]) { $1 })
+        }
     }
 }
 

@@ -73,6 +73,14 @@ final class SMTPSession: RenderedMailSession, @unchecked Sendable {
     /// dot-stuffing. ``send(_:)`` renders and calls this, and so does the outbox sender with bytes from a
     /// message template; tests call it to control the exact bytes.
     func send(rendered message: [UInt8], from sender: String, to recipient: String) throws(DeliveryError) {
+        try send(rendered: message, from: sender, to: recipient, beforeEnd: {})
+    }
+
+    /// ``send(rendered:from:to:)``, calling `beforeEnd` from libcurl's read callback just before it hands
+    /// libcurl the message's last bytes: libcurl sends the end of DATA only after them.
+    func send(rendered message: [UInt8], from sender: String, to recipient: String, beforeEnd: @escaping () -> Void)
+        throws(DeliveryError)
+    {
         lock.lock()
         defer { lock.unlock() }
         guard let handle else { throw .transient("The SMTP session was already closed.") }
@@ -83,7 +91,7 @@ final class SMTPSession: RenderedMailSession, @unchecked Sendable {
             throw .permanent("The recipient address cannot be used in an SMTP envelope.")
         }
 
-        let exchange = MessageExchange(message: message)
+        let exchange = MessageExchange(message: message, beforeEnd: beforeEnd)
         let context = Unmanaged.passUnretained(exchange).toOpaque()
         guard let recipients = curl_slist_append(nil, "<\(recipient)>") else {
             throw .transient("libcurl could not allocate the recipient list.")
@@ -196,9 +204,12 @@ private final class MessageExchange {
     var bytesUploaded = 0
     /// The last reply line from the relay with a 4xx or 5xx code, e.g. `550 5.1.1 no such user`.
     var lastErrorReply: String?
+    /// Called before the last bytes are handed over, then dropped.
+    var beforeEnd: (() -> Void)?
 
-    init(message: [UInt8]) {
+    init(message: [UInt8], beforeEnd: @escaping () -> Void) {
         self.message = message
+        self.beforeEnd = beforeEnd
     }
 
     var isUploadComplete: Bool { bytesUploaded == message.count }
@@ -209,6 +220,10 @@ private let readMessage: waitlist_curl_read_callback = { buffer, size, count, co
     guard let buffer, let context else { return 0 }
     let exchange = Unmanaged<MessageExchange>.fromOpaque(context).takeUnretainedValue()
     let length = min(size * count, exchange.message.count - exchange.bytesUploaded)
+    if exchange.bytesUploaded + length == exchange.message.count, let beforeEnd = exchange.beforeEnd {
+        exchange.beforeEnd = nil
+        beforeEnd()
+    }
     guard length > 0 else { return 0 }
     exchange.message.withUnsafeBytes { bytes in
         UnsafeMutableRawPointer(buffer).copyMemory(from: bytes.baseAddress! + exchange.bytesUploaded, byteCount: length)

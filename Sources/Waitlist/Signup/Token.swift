@@ -12,12 +12,30 @@ public struct Token: Sendable, Hashable, CustomStringConvertible {
     /// A fresh token from the system's cryptographic generator.
     public static func generate() -> Token {
         var generator = SystemRandomNumberGenerator()
-        var bytes = Data(capacity: 32)
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(32)
         for _ in 0..<4 {
             withUnsafeBytes(of: generator.next() as UInt64) { bytes.append(contentsOf: $0) }
         }
-        return Token(value: bytes.base64URLEncodedString())
+        return Token(value: base64URL(bytes))
     }
+
+    /// Bytes in base64url without padding (RFC 4648 §5), as used in links.
+    static func base64URL(_ bytes: [UInt8]) -> String {
+        var output: [UInt8] = []
+        output.reserveCapacity((bytes.count * 4 + 2) / 3)
+        var index = 0
+        while index < bytes.count {
+            let chunk = bytes[index..<min(index + 3, bytes.count)]
+            var bits = 0 as UInt32
+            for (offset, byte) in chunk.enumerated() { bits |= UInt32(byte) << (16 - 8 * offset) }
+            for sextet in 0...chunk.count { output.append(base64URLDigits[Int((bits >> (18 - 6 * sextet)) & 0x3F)]) }
+            index += 3
+        }
+        return String(decoding: output, as: UTF8.self)
+    }
+
+    private static let base64URLDigits = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".utf8)
 
     /// Takes a token from a URL path; `nil` when it cannot possibly be one of ours.
     public init?(link value: String) {

@@ -1,0 +1,96 @@
+import Foundation
+
+/// Writes items that several threads want recorded durably on a thread of its own, one write
+/// transaction for all the items that arrive while the previous one is being written.
+///
+/// The lanes of a sender record each message sent right after the relay's `250`. One transaction
+/// per message, each synced to disk, made the database's single writer the limit on how fast all
+/// lanes together could go; and a lane that waited for its transaction could not talk to the
+/// relay meanwhile. Here a lane hands its item over (``submit(_:)``) and goes on; the writer
+/// thread writes everything handed over since its last transaction in one; the lane waits for its
+/// ``Ticket`` only where it must (the sender: before the end of its next message).
+///
+/// The writer thread starts with the first item and ends after a second without any.
+final class GroupCommit<Item>: @unchecked Sendable {
+    /// The items that go into one transaction, and how it went.
+    fileprivate final class Group {
+        var items: [Item] = []
+        var isWritten = false
+        var failure: (any Error)?
+    }
+
+    /// A claim on the outcome of one submitted item.
+    struct Ticket {
+        fileprivate let group: Group
+        fileprivate let owner: GroupCommit<Item>
+
+        /// Waits until the transaction holding the item is committed; throws what writing it threw.
+        func wait() throws {
+            owner.condition.lock()
+            while !group.isWritten { owner.condition.wait() }
+            owner.condition.unlock()
+            if let failure = group.failure { throw failure }
+        }
+    }
+
+    /// Guards every property below; signalled when items arrive and when a group is written.
+    fileprivate let condition = NSCondition()
+    /// Where new items go.
+    private var gathering = Group()
+    /// Whether the writer thread runs.
+    private var hasWriter = false
+    private let write: ([Item]) throws -> Void
+    private let threadName: String
+
+    /// - Parameter write: writes a group of items in one transaction; called on the writer thread.
+    init(threadName: String, write: @escaping ([Item]) throws -> Void) {
+        self.threadName = threadName
+        self.write = write
+    }
+
+    /// Hands `item` over to be written soon, with whatever else arrives meanwhile.
+    func submit(_ item: Item) -> Ticket {
+        condition.lock()
+        defer { condition.unlock() }
+        let group = gathering
+        group.items.append(item)
+        if hasWriter {
+            condition.broadcast()
+        } else {
+            hasWriter = true
+            let thread = Thread { [self] in runWriter() }
+            thread.name = threadName
+            thread.start()
+        }
+        return Ticket(group: group, owner: self)
+    }
+
+    /// Records `item` and returns once it is committed.
+    func commit(_ item: Item) throws {
+        try submit(item).wait()
+    }
+
+    private func runWriter() {
+        condition.lock()
+        defer { condition.unlock() }
+        while true {
+            let idleUntil = Date().addingTimeInterval(1)
+            while gathering.items.isEmpty && condition.wait(until: idleUntil) {}
+            if gathering.items.isEmpty {
+                hasWriter = false
+                return
+            }
+            let writing = gathering
+            gathering = Group()
+            condition.unlock()
+            do {
+                try write(writing.items)
+            } catch {
+                writing.failure = error
+            }
+            condition.lock()
+            writing.isWritten = true
+            condition.broadcast()
+        }
+    }
+}

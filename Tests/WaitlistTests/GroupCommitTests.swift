@@ -1,0 +1,106 @@
+import Foundation
+import Synchronization
+import Testing
+
+@testable import Waitlist
+
+@Suite struct GroupCommitTests {
+    /// What the write function saw, shared with the threads that commit.
+    final class Ledger: Sendable {
+        let groups = Mutex<[[Int]]>([])
+        var written: Set<Int> { groups.withLock { Set($0.joined()) } }
+    }
+
+    /// Runs `body(thread)` on `count` threads at once and waits for all.
+    private func onThreads(_ count: Int, _ body: @escaping @Sendable (Int) -> Void) {
+        let group = DispatchGroup()
+        for index in 0..<count {
+            group.enter()
+            Thread {
+                body(index)
+                group.leave()
+            }.start()
+        }
+        group.wait()
+    }
+
+    @Test func aLoneCallerWritesItsItemAlone() throws {
+        let ledger = Ledger()
+        let commit = GroupCommit<Int>(threadName: "test-marks") { items in ledger.groups.withLock { $0.append(items) } }
+        try commit.commit(1)
+        try commit.commit(2)
+        #expect(ledger.groups.withLock { $0 } == [[1], [2]])
+    }
+
+    @Test func everyItemIsWrittenOnceAndBeforeItsCallerGoesOn() {
+        let ledger = Ledger()
+        let commit = GroupCommit<Int>(threadName: "test-marks") { items in
+            Thread.sleep(forTimeInterval: 0.002)  // a transaction with a sync to disk
+            ledger.groups.withLock { $0.append(items) }
+        }
+        let early = Mutex<[Int]>([])
+        onThreads(8) { thread in
+            for round in 0..<25 {
+                let item = thread * 100 + round
+                do {
+                    try commit.commit(item)
+                    if !ledger.written.contains(item) { early.withLock { $0.append(item) } }
+                } catch {
+                    Issue.record("commit failed: \(error)")
+                }
+            }
+        }
+        let groups = ledger.groups.withLock { $0 }
+        let items = groups.flatMap { $0 }
+        #expect(items.count == 200)
+        #expect(Set(items).count == 200)
+        #expect(early.withLock { $0 }.isEmpty, "returned before written")
+        // Eight threads against a slow writer: items share transactions.
+        #expect(groups.count < 200)
+        #expect(groups.contains { $0.count > 1 })
+    }
+
+    @Test func submittingDoesNotWaitForTheWrite() throws {
+        let release = DispatchSemaphore(value: 0)
+        let ledger = Ledger()
+        let commit = GroupCommit<Int>(threadName: "test-marks") { items in
+            release.wait()
+            ledger.groups.withLock { $0.append(items) }
+        }
+        // The writer is held up, yet both items are handed over.
+        let first = commit.submit(1)
+        let second = commit.submit(2)
+        #expect(ledger.written.isEmpty)
+        release.signal()
+        release.signal()
+        try first.wait()
+        try second.wait()
+        #expect(ledger.written == [1, 2])
+    }
+
+    @Test func aFailedWriteFailsEveryCallerInItsGroupAndNoOther() {
+        struct Refused: Error {}
+        let ledger = Ledger()
+        let commit = GroupCommit<Int>(threadName: "test-marks") { items in
+            Thread.sleep(forTimeInterval: 0.002)
+            if items.contains(where: { $0 % 10 == 7 }) { throw Refused() }
+            ledger.groups.withLock { $0.append(items) }
+        }
+        let outcomes = Mutex<[Int: Bool]>([:])
+        onThreads(6) { thread in
+            for round in 0..<20 {
+                let item = thread * 100 + round
+                let succeeded = (try? commit.commit(item)) != nil
+                outcomes.withLock { $0[item] = succeeded }
+            }
+        }
+        let written = ledger.written
+        let outcome = outcomes.withLock { $0 }
+        #expect(outcome.count == 120)
+        for (item, succeeded) in outcome {
+            // Success exactly when the item's transaction was written.
+            #expect(succeeded == written.contains(item), "item \(item)")
+            if item % 10 == 7 { #expect(!succeeded) }
+        }
+    }
+}
