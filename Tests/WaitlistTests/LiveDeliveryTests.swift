@@ -63,6 +63,46 @@ struct LiveDeliveryTests {
         #expect(try world.database.status(courseId: 1).unsubscribed == 1)
     }
 
+    @Test("A message whose tokens cannot be stored is held back before its end, and goes out once they can be")
+    func messageIsHeldBackWhileItsTokensCannotBeStored() async throws {
+        let server = try await SMTPTestServer.start()
+        defer { server.stop() }
+        let world = try await TestWorld.make()
+        for address in ["anna@example.com", "boris@example.com", "vera@example.com"] {
+            try await world.confirmedSubscriber(address)
+        }
+        _ = try world.database.open(courseId: 1, date: "2027-03-15", enrolURL: "https://school.example/enrol", now: world.clock.now)
+        let transport = SMTPTransport(configuration: try SMTPConfiguration(url: server.url), ehloName: "waitlist.test")
+        let sender = OutboxSender(
+            database: world.database, transport: transport, composer: world.composer, concurrency: 2, logger: .init(label: "test"),
+            now: world.clock.function)
+        let receivedBefore = server.receivedCount()
+        let tokensBefore = try await world.database.writer.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM token") }
+
+        // The database refuses new tokens (a full disk, say): no announcement may leave without its link's token.
+        try await world.database.writer.write { db in
+            try db.execute(sql: "CREATE TRIGGER refuse_tokens BEFORE INSERT ON token BEGIN SELECT RAISE(ABORT, 'disk full'); END")
+        }
+        let held = try await sender.run(mode: .drain)
+        #expect(held.sent == 0)
+        #expect(held.retried == 3)
+        #expect(server.receivedCount() == receivedBefore)
+        #expect(try world.database.announcementCounts(openingId: 1)[.queued] == 3)
+
+        // The database recovers: the retries deliver every announcement, each with a token that works.
+        try await world.database.writer.write { db in try db.execute(sql: "DROP TRIGGER refuse_tokens") }
+        world.clock.advance(by: RetryPolicy.firstDelay)
+        #expect(try await sender.run(mode: .drain).sent == 3)
+        let announcements = try server.receivedMessages().dropFirst(receivedBefore)
+        #expect(announcements.count == 3)
+        #expect(try await world.database.writer.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM token") } == (tokensBefore ?? 0) + 3)
+        for announcement in announcements {
+            let link = try #require(RawMail(announcement.data).link(after: "\(world.settings.baseURL)/unsubscribe/"))
+            let token = try #require(Token(link: String(link.split(separator: "/").last ?? "")))
+            #expect(try world.database.lookUp(token, purpose: .unsubscribe, now: world.clock.now) != .unknown)
+        }
+    }
+
     @Test("waitlist open delivers every announcement through the SMTP relay and exits 0")
     func openCommandOverSMTP() async throws {
         let server = try await SMTPTestServer.start()

@@ -182,6 +182,7 @@ import Testing
 
         try session.send(rendered: message, from: "waitlist@example.org", to: "anna@example.com") {
             receivedAtHook.withLock { $0.append(server.receivedCount()) }
+            return true
         }
 
         #expect(receivedAtHook.withLock { $0 } == [0])
@@ -198,6 +199,7 @@ import Testing
         #expect(throws: DeliveryError.self) {
             try session.send(rendered: Array("Subject: x\r\n\r\nx\r\n".utf8), from: "waitlist@example.org", to: "reject@example.com") {
                 calls.withLock { $0 += 1 }
+                return true
             }
         }
         #expect(calls.withLock { $0 } == 0)

@@ -7,6 +7,7 @@ import GRDB
 public struct Delivery: Sendable {
     public var outboxId: Int64
     public var kind: MailKind
+    public var subscriberId: Int64
     public var recipient: String
     public var language: Language
     public var course: Course
@@ -54,12 +55,19 @@ public enum RetryPolicy {
 extension AppDatabase {
     // MARK: - Claims
 
-    /// Leases up to `limit` due messages for `owner` until `now + lease`, issues their tokens, and
+    /// Leases up to `limit` due messages for `owner` until `now + lease`, makes their tokens, and
     /// cancels any that should no longer go out (the subscriber left, enrolment closed).
     ///
     /// Claiming is one write transaction, so two workers (the server and `waitlist send`, say)
     /// never hold the same row; a lease left by a process that died expires and is claimed again.
-    public func claimDue(owner: String, limit: Int, lease: TimeInterval, now: Date = Date()) throws -> [Delivery] {
+    ///
+    /// - Parameter storingTokens: whether the claim stores the tokens' hashes too; when `false`
+    ///   the caller must store them (``record(_:now:)``, `.tokens`) before a message goes out.
+    ///   The sender does, sharing the transaction with other lanes' records instead of holding
+    ///   the database's one writer for a whole batch of inserts.
+    public func claimDue(
+        owner: String, limit: Int, lease: TimeInterval, now: Date = Date(), storingTokens: Bool = true
+    ) throws -> [Delivery] {
         try writer.write { db in
             // Cached statements: a sender runs these for every batch, and preparing SQL costs more than running it.
             let claim = try db.cachedStatement(
@@ -71,9 +79,9 @@ extension AppDatabase {
                         ORDER BY nextAttemptAt, id LIMIT ?)
                     RETURNING id, kind, subscriberId, openingId, attempts
                     """)
-            // Converted once: turning a date into its text costs more than most statements here.
-            let nowValue = now.databaseValue
-            let rows = try Row.fetchAll(claim, arguments: [owner, now.addingTimeInterval(lease), nowValue, nowValue, limit])
+            // Turning a date into its text costs more than most statements here: once, and fast.
+            let nowValue = StoredDate.value(now)
+            let rows = try Row.fetchAll(claim, arguments: [owner, StoredDate.value(now.addingTimeInterval(lease)), nowValue, nowValue, limit])
             // Only what a mail needs of each recipient, all in one query.
             let subscriberIds = rows.map { $0["subscriberId"] as Int64 }
             var recipients: [Int64: (courseId: Int64, email: String, language: Language, status: SubscriberStatus)] = [:]
@@ -93,8 +101,12 @@ extension AppDatabase {
                 let kind: MailKind = row["kind"]
                 let openingId: Int64? = row["openingId"]
                 guard let subscriber = recipients[subscriberId] else { continue }
-                if courses[subscriber.courseId] == nil { courses[subscriber.courseId] = try Course.fetchOne(db, key: subscriber.courseId) }
-                if let openingId, openings[openingId] == nil { openings[openingId] = try Opening.fetchOne(db, key: openingId) }
+                if courses[subscriber.courseId] == nil {
+                    courses[subscriber.courseId] = try Course.fetchOne(db.cachedStatement(sql: "SELECT * FROM course WHERE id = ?"), arguments: [subscriber.courseId])
+                }
+                if let openingId, openings[openingId] == nil {
+                    openings[openingId] = try Opening.fetchOne(db.cachedStatement(sql: "SELECT * FROM opening WHERE id = ?"), arguments: [openingId])
+                }
                 guard let course = courses[subscriber.courseId] else { continue }
                 let opening = openingId.flatMap { openings[$0] }
                 let stillWanted =
@@ -106,13 +118,12 @@ extension AppDatabase {
                     try cancel.execute(arguments: [id])
                     continue
                 }
-                let confirmToken =
-                    kind == .confirmation ? try Self.issueToken(db, subscriberId: subscriberId, purpose: .confirm, now: now, nowValue: nowValue) : nil
-                let unsubscribeToken = try Self.issueToken(db, subscriberId: subscriberId, purpose: .unsubscribe, now: now, nowValue: nowValue)
-                deliveries.append(
-                    Delivery(
-                        outboxId: id, kind: kind, recipient: subscriber.email, language: subscriber.language, course: course,
-                        opening: opening, confirmToken: confirmToken, unsubscribeToken: unsubscribeToken, attempt: row["attempts"]))
+                let delivery = Delivery(
+                    outboxId: id, kind: kind, subscriberId: subscriberId, recipient: subscriber.email, language: subscriber.language,
+                    course: course, opening: opening, confirmToken: kind == .confirmation ? Token.generate() : nil,
+                    unsubscribeToken: Token.generate(), attempt: row["attempts"])
+                if storingTokens { try Self.storeTokens(db, of: delivery, now: now, nowValue: nowValue) }
+                deliveries.append(delivery)
             }
             return deliveries
         }
@@ -144,25 +155,43 @@ extension AppDatabase {
 
     /// Records that the relay accepted a message. Called right after its `250` to DATA.
     public func markSent(id: Int64, now: Date = Date()) throws {
-        try markSent(ids: [id], now: now)
+        try record([.sent(outboxId: id)], now: now)
     }
 
-    /// Records that the relay accepted these messages, in one transaction: the sender's lanes
-    /// share one (``GroupCommit``) when they finish messages at about the same time.
-    public func markSent(ids: [Int64], now: Date = Date()) throws {
-        guard !ids.isEmpty else { return }
+    /// What a sender records about its deliveries as it goes.
+    public enum DeliveryRecord: Sendable {
+        /// The relay accepted the message (its `250` to DATA).
+        case sent(outboxId: Int64)
+        /// The hashes of a claimed message's tokens, stored before the message goes out.
+        case tokens(Delivery)
+    }
+
+    /// Writes records in one transaction: the sender's lanes share one (``GroupCommit``) for all
+    /// they have to record at about the same time.
+    public func record(_ records: [DeliveryRecord], now: Date = Date()) throws {
+        guard !records.isEmpty else { return }
         try writer.write { db in
-            let statement = try db.cachedStatement(
+            let markSent = try db.cachedStatement(
                 sql: """
                     UPDATE outbox SET state = 'sent', sentAt = ?, leaseOwner = NULL, leaseExpiresAt = NULL, lastError = NULL
                     WHERE id = ?
                     """)
-            // Converted once: turning a date into its text costs more than the update.
-            let sentAt = now.databaseValue
-            for id in ids {
-                try statement.execute(arguments: [sentAt, id])
+            // Turning a date into its text costs more than the update: once, and fast.
+            let nowValue = StoredDate.value(now)
+            for record in records {
+                switch record {
+                case .sent(let id): try markSent.execute(arguments: [nowValue, id])
+                case .tokens(let delivery): try Self.storeTokens(db, of: delivery, now: now, nowValue: nowValue)
+                }
             }
         }
+    }
+
+    private static func storeTokens(_ db: Database, of delivery: Delivery, now: Date, nowValue: DatabaseValue) throws {
+        if let confirm = delivery.confirmToken {
+            try storeToken(db, confirm, subscriberId: delivery.subscriberId, purpose: .confirm, now: now, nowValue: nowValue)
+        }
+        try storeToken(db, delivery.unsubscribeToken, subscriberId: delivery.subscriberId, purpose: .unsubscribe, now: now, nowValue: nowValue)
     }
 
     /// Records a failed attempt: a permanent failure marks the message failed and its subscriber

@@ -112,10 +112,17 @@ extension AppDatabase {
         _ db: Database, subscriberId: Int64, purpose: TokenPurpose, now: Date, nowValue: DatabaseValue? = nil
     ) throws -> Token {
         let token = Token.generate()
+        try storeToken(db, token, subscriberId: subscriberId, purpose: purpose, now: now, nowValue: nowValue)
+        return token
+    }
+
+    /// Stores the hash of a token made earlier, valid from `now`.
+    static func storeToken(
+        _ db: Database, _ token: Token, subscriberId: Int64, purpose: TokenPurpose, now: Date, nowValue: DatabaseValue? = nil
+    ) throws {
         let expiry = purpose == .confirm ? now.addingTimeInterval(confirmationLifetime) : nil
         try db.cachedStatement(sql: "INSERT INTO token (subscriberId, purpose, hash, createdAt, expiresAt) VALUES (?, ?, ?, ?, ?)")
             .execute(arguments: [subscriberId, purpose, token.hash, nowValue ?? now.databaseValue, expiry])
-        return token
     }
 
     /// What a link's token stands for, without changing anything (for the GET pages).

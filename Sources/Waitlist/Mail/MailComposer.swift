@@ -45,8 +45,8 @@ public struct MailComposer: Sendable {
     /// The template of a delivery's mail, made on first use; `nil` when none can be made.
     func template(for delivery: Delivery) -> MessageTemplate? {
         let key = TemplateKey(
-            kind: delivery.kind, language: delivery.language, course: delivery.course.title,
-            date: delivery.opening?.date, enrolURL: delivery.opening?.enrolURL)
+            kind: delivery.kind, language: delivery.language, courseId: delivery.course.id, course: delivery.course.title,
+            openingId: delivery.opening?.id, date: delivery.opening?.date, enrolURL: delivery.opening?.enrolURL)
         return messageTemplates.value(for: key) {
             MessageTemplate(hasConfirmLink: delivery.confirmToken != nil) { parts in
                 var standIn = delivery
@@ -63,9 +63,20 @@ public struct MailComposer: Sendable {
     private struct TemplateKey: Hashable {
         var kind: MailKind
         var language: Language
+        var courseId: Int64?
         var course: String
+        var openingId: Int64?
         var date: String?
         var enrolURL: String?
+
+        /// Only the short fields: hashing the texts for every message cost more than the lookup
+        /// saves, and equal keys have equal short fields anyway.
+        func hash(into hasher: inout Hasher) {
+            hasher.combine(kind)
+            hasher.combine(language)
+            hasher.combine(courseId)
+            hasher.combine(openingId)
+        }
     }
 
     /// The message for one delivery.
@@ -204,7 +215,7 @@ extension MailComposer {
         let opening = Opening(id: nil, courseId: course.id ?? 0, date: date, enrolURL: enrolURL, openedAt: Date(), closedAt: nil)
         return message(
             for: Delivery(
-                outboxId: 0, kind: .announcement, recipient: "subscriber@example.org", language: .ru, course: course, opening: opening,
+                outboxId: 0, kind: .announcement, subscriberId: 0, recipient: "subscriber@example.org", language: .ru, course: course, opening: opening,
                 confirmToken: nil, unsubscribeToken: Token.generate(), attempt: 1))
     }
 }

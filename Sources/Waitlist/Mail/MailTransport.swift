@@ -42,8 +42,9 @@ public protocol RenderedMailSession: MailSession {
     /// envelope addresses given; returns only once the relay has accepted it.
     ///
     /// - Parameter beforeEnd: called once, if the relay takes the envelope, before the message's
-    ///   last bytes go out: until it returns the relay cannot have accepted the message. The
-    ///   sender waits there for the previous message to be recorded as sent.
-    func send(rendered message: [UInt8], from sender: String, to recipient: String, beforeEnd: @escaping () -> Void)
+    ///   last bytes go out: until it returns the relay cannot have accepted the message, and when
+    ///   it returns `false` the message is abandoned (a transient failure). The sender waits
+    ///   there for what must be recorded first.
+    func send(rendered message: [UInt8], from sender: String, to recipient: String, beforeEnd: @escaping () -> Bool)
         throws(DeliveryError)
 }

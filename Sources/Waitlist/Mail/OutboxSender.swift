@@ -55,8 +55,9 @@ public final class OutboxSender: Sendable {
     let rate: Rate?
     private let state = Mutex(State())
     private let doorbell = Doorbell()
-    /// Marks messages sent; lanes that finish messages at about the same time share a transaction.
-    private let sentMarks: GroupCommit<Int64>
+    /// Records deliveries (tokens before a message, its mark after); what the lanes hand over at
+    /// about the same time shares a transaction.
+    private let records: GroupCommit<AppDatabase.DeliveryRecord>
 
     private struct State {
         var stopping = false
@@ -79,7 +80,7 @@ public final class OutboxSender: Sendable {
         self.batchSize = batchSize
         self.lease = lease
         self.owner = "\(ProcessInfo.processInfo.hostName):\(ProcessInfo.processInfo.processIdentifier):\(Token.generate().value.prefix(8))"
-        self.sentMarks = GroupCommit(threadName: "waitlist-marks") { ids in try database.markSent(ids: ids, now: now()) }
+        self.records = GroupCommit(threadName: "waitlist-records") { records in try database.record(records, now: now()) }
     }
 
     /// Asks the lanes to stop after the messages in flight.
@@ -152,15 +153,15 @@ public final class OutboxSender: Sendable {
     /// One lane: claim a batch, deliver it message by message over one session, repeat.
     private func runLane(mode: Mode, progress: @Sendable (Outcome) -> Void) throws {
         var session: (any MailSession)?
-        let unrecorded = UnrecordedDelivery(logger: logger)
+        let laneRecords = LaneRecords(records, logger: logger)
         defer {
-            unrecorded.settle()
+            laneRecords.settle()
             session?.close()
         }
         while !isStopping {
             let batch: [Delivery]
             do {
-                batch = try database.claimDue(owner: owner, limit: batchSize, lease: lease, now: now())
+                batch = try database.claimDue(owner: owner, limit: batchSize, lease: lease, now: now(), storingTokens: false)
             } catch {
                 if mode == .drain { throw WaitlistError(.unavailable, "The database is not answering: \(AppDatabase.describe(error)).") }
                 logger.error("Cannot claim mail from the outbox", metadata: ["error": "\(AppDatabase.describe(error))"])
@@ -191,43 +192,47 @@ public final class OutboxSender: Sendable {
                     try? database.releaseLease(ids: remaining, owner: owner)
                     return
                 }
-                progress(deliver(delivery, session: &session, unrecorded: unrecorded))
+                laneRecords.storeTokens(of: delivery)
+                let next = index + 1 < batch.count ? batch[index + 1] : nil
+                progress(deliver(delivery, next: next, session: &session, laneRecords: laneRecords))
             }
         }
     }
 
     /// Sends one message and records the outcome.
     ///
-    /// The mark of a message sent is written by ``sentMarks`` while the lane goes on to the next
-    /// message, and the lane waits for it just before that message's last bytes (`beforeEnd`):
-    /// talking to the relay and writing the mark overlap, and a lane still never has more than
-    /// one message accepted by the relay and not recorded, so a crash repeats at most one
-    /// message per lane.
-    private func deliver(_ delivery: Delivery, session: inout (any MailSession)?, unrecorded: UnrecordedDelivery) -> Outcome {
+    /// The database work around a message is handed to ``records`` and done while the lane talks to
+    /// the relay: the message's tokens are stored, and the previous message's mark written, while
+    /// the relay answers `MAIL`, `RCPT` and `DATA`; the lane waits for them just before the
+    /// message's last bytes (`beforeEnd`), and holds the message back if they failed. So links
+    /// always work once a message can have arrived, and a lane never has more than one message
+    /// accepted by the relay and not recorded: a crash repeats at most one message per lane.
+    private func deliver(_ delivery: Delivery, next: Delivery?, session: inout (any MailSession)?, laneRecords: LaneRecords) -> Outcome {
         let metadata: Logger.Metadata = [
             "outbox": "\(delivery.outboxId)", "kind": "\(delivery.kind.rawValue)", "attempt": "\(delivery.attempt)",
         ]
         let rendersItself: Bool
-        do {
+        do throws(DeliveryError) {
             if session == nil { session = try transport.makeSession() }
             if let session = session as? any RenderedMailSession {
                 rendersItself = false
                 let bytes = composer.renderedMessage(for: delivery, now: now())
-                try session.send(rendered: bytes, from: composer.from.address, to: delivery.recipient, beforeEnd: unrecorded.settle)
+                try session.send(rendered: bytes, from: composer.from.address, to: delivery.recipient, beforeEnd: laneRecords.settle)
             } else {
                 rendersItself = true
-                unrecorded.settle()
+                guard laneRecords.settle() else { throw .transient(LaneRecords.heldBackReason) }
                 try session!.send(composer.message(for: delivery, now: now()))
             }
         } catch {
             // The session may be in an unknown state after a failure: start afresh next time.
             session?.close()
             session = nil
-            return record(failure: error, of: delivery, metadata: metadata)
+            let failure: DeliveryError = laneRecords.heldBack ? .transient(LaneRecords.heldBackReason) : error
+            return record(failure: failure, of: delivery, metadata: metadata)
         }
-        unrecorded.track(sentMarks.submit(delivery.outboxId), metadata: metadata)
-        // Sessions without the hook before the end (files, test doubles) wait for the mark here.
-        if rendersItself { unrecorded.settle() }
+        laneRecords.sent(delivery, metadata: metadata, next: next)
+        // Sessions without the hook before the end (files, test doubles) wait for the records here.
+        if rendersItself { laneRecords.settle() }
         governor?.recordSuccess()
         Counter(label: "waitlist_mail_sent_total", dimensions: [("kind", delivery.kind.rawValue)]).increment()
         logger.debug("Mail delivered", metadata: metadata)
@@ -265,31 +270,60 @@ public final class OutboxSender: Sendable {
     }
 }
 
-/// A lane's last message accepted by the relay, while its mark-sent is being written.
-private final class UnrecordedDelivery {
-    private var ticket: GroupCommit<Int64>.Ticket?
-    private var metadata: Logger.Metadata = [:]
+/// What one lane has handed over to be recorded and not yet seen written.
+private final class LaneRecords {
+    private let records: GroupCommit<AppDatabase.DeliveryRecord>
     private let logger: Logger
+    /// Each handed-over group, with the metadata of the message it marks sent, if it does.
+    private var pending: [(ticket: GroupCommit<AppDatabase.DeliveryRecord>.Ticket, sent: Logger.Metadata?)] = []
+    /// The message whose tokens were handed over last.
+    private var tokensHandedOver: Int64?
+    /// Whether the last ``settle()`` found a failure, so the message it guarded was held back.
+    private(set) var heldBack = false
 
-    init(logger: Logger) {
+    static let heldBackReason = "Not sent: the database could not store what must be stored before a message goes out."
+
+    init(_ records: GroupCommit<AppDatabase.DeliveryRecord>, logger: Logger) {
+        self.records = records
         self.logger = logger
     }
 
-    func track(_ ticket: GroupCommit<Int64>.Ticket, metadata: Logger.Metadata) {
-        self.ticket = ticket
-        self.metadata = metadata
+    /// Hands over a message's tokens, unless they went with the previous message's mark.
+    func storeTokens(of delivery: Delivery) {
+        guard tokensHandedOver != delivery.outboxId else { return }
+        pending.append((records.submit(.tokens(delivery)), nil))
+        tokensHandedOver = delivery.outboxId
     }
 
-    /// Waits until the mark is written; says so loudly if it could not be.
-    func settle() {
-        guard let ticket else { return }
-        self.ticket = nil
-        do {
-            try ticket.wait()
-        } catch {
-            // Delivered but not recorded: the lease runs out and the row may go again.
-            logger.critical("Mail delivered but not recorded as sent", metadata: metadata.merging(["error": "\(error)"]) { $1 })
+    /// Hands over the mark of a message the relay accepted, with the next message's tokens.
+    func sent(_ delivery: Delivery, metadata: Logger.Metadata, next: Delivery?) {
+        var items: [AppDatabase.DeliveryRecord] = [.sent(outboxId: delivery.outboxId)]
+        if let next {
+            items.append(.tokens(next))
+            tokensHandedOver = next.outboxId
         }
+        pending.append((records.submit(contentsOf: items), metadata))
+    }
+
+    /// Waits until everything handed over is written; `false` when some of it could not be.
+    @discardableResult
+    func settle() -> Bool {
+        heldBack = false
+        for (ticket, sent) in pending {
+            do {
+                try ticket.wait()
+            } catch {
+                heldBack = true
+                if let sent {
+                    // Delivered but not recorded: the lease runs out and the row may go again.
+                    logger.critical("Mail delivered but not recorded as sent", metadata: sent.merging(["error": "\(error)"]) { $1 })
+                } else {
+                    logger.error("Cannot store the tokens of a message", metadata: ["error": "\(error)"])
+                }
+            }
+        }
+        pending.removeAll()
+        return !heldBack
     }
 }
 

@@ -73,12 +73,13 @@ final class SMTPSession: RenderedMailSession, @unchecked Sendable {
     /// dot-stuffing. ``send(_:)`` renders and calls this, and so does the outbox sender with bytes from a
     /// message template; tests call it to control the exact bytes.
     func send(rendered message: [UInt8], from sender: String, to recipient: String) throws(DeliveryError) {
-        try send(rendered: message, from: sender, to: recipient, beforeEnd: {})
+        try send(rendered: message, from: sender, to: recipient, beforeEnd: { true })
     }
 
     /// ``send(rendered:from:to:)``, calling `beforeEnd` from libcurl's read callback just before it hands
-    /// libcurl the message's last bytes: libcurl sends the end of DATA only after them.
-    func send(rendered message: [UInt8], from sender: String, to recipient: String, beforeEnd: @escaping () -> Void)
+    /// libcurl the message's last bytes: libcurl sends the end of DATA only after them. When `beforeEnd`
+    /// returns `false` the callback aborts the transfer, so the relay never accepts the message.
+    func send(rendered message: [UInt8], from sender: String, to recipient: String, beforeEnd: @escaping () -> Bool)
         throws(DeliveryError)
     {
         lock.lock()
@@ -113,6 +114,7 @@ final class SMTPSession: RenderedMailSession, @unchecked Sendable {
         _ = waitlist_curl_setopt_slist(handle, CURLOPT_MAIL_RCPT, nil)
 
         guard code != CURLE_OK else { return }
+        if exchange.isAbandoned { throw .transient("The message was abandoned before its end; the relay did not accept it.") }
         var responseCode = 0
         _ = waitlist_curl_getinfo_long(handle, CURLINFO_RESPONSE_CODE, &responseCode)
         let failure = SMTPFailure(
@@ -205,9 +207,11 @@ private final class MessageExchange {
     /// The last reply line from the relay with a 4xx or 5xx code, e.g. `550 5.1.1 no such user`.
     var lastErrorReply: String?
     /// Called before the last bytes are handed over, then dropped.
-    var beforeEnd: (() -> Void)?
+    var beforeEnd: (() -> Bool)?
+    /// Whether `beforeEnd` said no and the transfer was aborted.
+    var isAbandoned = false
 
-    init(message: [UInt8], beforeEnd: @escaping () -> Void) {
+    init(message: [UInt8], beforeEnd: @escaping () -> Bool) {
         self.message = message
         self.beforeEnd = beforeEnd
     }
@@ -222,7 +226,10 @@ private let readMessage: waitlist_curl_read_callback = { buffer, size, count, co
     let length = min(size * count, exchange.message.count - exchange.bytesUploaded)
     if exchange.bytesUploaded + length == exchange.message.count, let beforeEnd = exchange.beforeEnd {
         exchange.beforeEnd = nil
-        beforeEnd()
+        guard beforeEnd() else {
+            exchange.isAbandoned = true
+            return Int(CURL_READFUNC_ABORT)
+        }
     }
     guard length > 0 else { return 0 }
     exchange.message.withUnsafeBytes { bytes in

@@ -1,0 +1,26 @@
+import Foundation
+import GRDB
+import Testing
+
+@testable import Waitlist
+
+/// The sender's fast date text must be GRDB's, or stored dates would no longer compare.
+@Suite struct StoredDateTests {
+    @Test func isTheTextGRDBStores() {
+        var generator = SplitMix64(seed: 0xDA7E)
+        var dates = (0..<5000).map { _ in Date(timeIntervalSince1970: Double.random(in: 0..<4_102_444_800, using: &generator)) }
+        // Whole seconds, the last millisecond of a second, a leap day, the ends of years.
+        dates += [0, 0.999, 0.9995, 1_700_000_000, 1_700_000_000.999, 951_782_400.5, 1_798_761_599.999, 1_798_761_600]
+            .map { Date(timeIntervalSince1970: $0) }
+        for date in dates {
+            #expect(StoredDate.value(date) == date.databaseValue, "\(date.timeIntervalSince1970)")
+        }
+    }
+
+    @Test func consecutiveMomentsOfOneSecondKeepTheirMilliseconds() {
+        let second = Date(timeIntervalSince1970: 1_796_000_000)
+        #expect(StoredDate.value(second) == "2026-11-30 00:53:20.000".databaseValue)
+        #expect(StoredDate.value(second.addingTimeInterval(0.25)) == "2026-11-30 00:53:20.250".databaseValue)
+        #expect(StoredDate.value(second.addingTimeInterval(1.007)) == "2026-11-30 00:53:21.007".databaseValue)
+    }
+}
