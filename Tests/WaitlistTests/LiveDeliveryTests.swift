@@ -95,7 +95,9 @@ struct LiveDeliveryTests {
         #expect(try await sender.run(mode: .drain).sent == 3)
         let announcements = try server.receivedMessages().dropFirst(receivedBefore)
         #expect(announcements.count == 3)
-        #expect(try await world.database.writer.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM token") } == (tokensBefore ?? 0) + 3)
+        #expect(
+            try await world.database.writer.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM token") } == (tokensBefore ?? 0)
+                + 3)
         for announcement in announcements {
             let link = try #require(RawMail(announcement.data).link(after: "\(world.settings.baseURL)/unsubscribe/"))
             let token = try #require(Token(link: String(link.split(separator: "/").last ?? "")))

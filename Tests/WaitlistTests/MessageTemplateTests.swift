@@ -141,7 +141,8 @@ private func randomDelivery(using generator: inout SplitMix64) -> Delivery {
     let course = Course(id: 1, slug: "course", title: title, enrolURL: nil, createdAt: Date(timeIntervalSince1970: 0))
     let date =
         Bool.random(using: &generator)
-        ? String(format: "%04d-%02d-%02d", Int.random(in: 2026...2099, using: &generator), Int.random(in: 1...12, using: &generator),
+        ? String(
+            format: "%04d-%02d-%02d", Int.random(in: 2026...2099, using: &generator), Int.random(in: 1...12, using: &generator),
             Int.random(in: 1...28, using: &generator))
         : randomText(using: &generator, maxPieces: 12)
     let enrolURL =

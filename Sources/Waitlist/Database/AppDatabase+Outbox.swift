@@ -81,7 +81,8 @@ extension AppDatabase {
                     """)
             // Turning a date into its text costs more than most statements here: once, and fast.
             let nowValue = StoredDate.value(now)
-            let rows = try Row.fetchAll(claim, arguments: [owner, StoredDate.value(now.addingTimeInterval(lease)), nowValue, nowValue, limit])
+            let rows = try Row.fetchAll(
+                claim, arguments: [owner, StoredDate.value(now.addingTimeInterval(lease)), nowValue, nowValue, limit])
             // Only what a mail needs of each recipient, all in one query.
             let subscriberIds = rows.map { $0["subscriberId"] as Int64 }
             var recipients: [Int64: (courseId: Int64, email: String, language: Language, status: SubscriberStatus)] = [:]
@@ -102,10 +103,12 @@ extension AppDatabase {
                 let openingId: Int64? = row["openingId"]
                 guard let subscriber = recipients[subscriberId] else { continue }
                 if courses[subscriber.courseId] == nil {
-                    courses[subscriber.courseId] = try Course.fetchOne(db.cachedStatement(sql: "SELECT * FROM course WHERE id = ?"), arguments: [subscriber.courseId])
+                    courses[subscriber.courseId] = try Course.fetchOne(
+                        db.cachedStatement(sql: "SELECT * FROM course WHERE id = ?"), arguments: [subscriber.courseId])
                 }
                 if let openingId, openings[openingId] == nil {
-                    openings[openingId] = try Opening.fetchOne(db.cachedStatement(sql: "SELECT * FROM opening WHERE id = ?"), arguments: [openingId])
+                    openings[openingId] = try Opening.fetchOne(
+                        db.cachedStatement(sql: "SELECT * FROM opening WHERE id = ?"), arguments: [openingId])
                 }
                 guard let course = courses[subscriber.courseId] else { continue }
                 let opening = openingId.flatMap { openings[$0] }
@@ -191,7 +194,8 @@ extension AppDatabase {
         if let confirm = delivery.confirmToken {
             try storeToken(db, confirm, subscriberId: delivery.subscriberId, purpose: .confirm, now: now, nowValue: nowValue)
         }
-        try storeToken(db, delivery.unsubscribeToken, subscriberId: delivery.subscriberId, purpose: .unsubscribe, now: now, nowValue: nowValue)
+        try storeToken(
+            db, delivery.unsubscribeToken, subscriberId: delivery.subscriberId, purpose: .unsubscribe, now: now, nowValue: nowValue)
     }
 
     /// Records a failed attempt: a permanent failure marks the message failed and its subscriber
