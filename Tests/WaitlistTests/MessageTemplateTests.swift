@@ -8,10 +8,17 @@ import Testing
 @Suite struct MessageTemplateTests {
     @Test func templatedMessagesAreTheBytesTheRendererMakes() async throws {
         let world = try await TestWorld.make()
-        let composer = world.composer
         let seed = ProcessInfo.processInfo.environment["WAITLIST_TEMPLATE_SEED"].flatMap { UInt64($0) } ?? 0x7E3B_1A7E_2026
         var generator = SplitMix64(seed: seed)
         for iteration in 0..<300 {
+            // The service's own settings vary too: where links point, who the mail is from.
+            let composer = MailComposer(
+                templates: world.templates,
+                baseURL: "https://" + ["school.example", "xn--80aswg.xn--p1ai", "a.example"].randomElement(using: &generator)!
+                    + String(repeating: "/waitlist", count: Int.random(in: 0...12, using: &generator)),
+                from: Mailbox(
+                    displayName: Bool.random(using: &generator) ? randomText(using: &generator, maxPieces: 30) : nil,
+                    address: ["school@example.org", "школа@пример.рф", "no-reply@mail.school.example"].randomElement(using: &generator)!))
             let delivery = randomDelivery(using: &generator)
             let now = Date(timeIntervalSince1970: Double.random(in: 0..<4_000_000_000, using: &generator))
             let context = "seed \(seed) (set WAITLIST_TEMPLATE_SEED to repeat), iteration \(iteration)"
