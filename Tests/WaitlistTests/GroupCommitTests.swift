@@ -27,8 +27,8 @@ import Testing
     @Test func aLoneCallerWritesItsItemAlone() throws {
         let ledger = Ledger()
         let commit = GroupCommit<Int>(threadName: "test-marks") { items in ledger.groups.withLock { $0.append(items) } }
-        try commit.commit(1)
-        try commit.commit(2)
+        try commit.submit(1).wait()
+        try commit.submit(2).wait()
         #expect(ledger.groups.withLock { $0 } == [[1], [2]])
     }
 
@@ -43,7 +43,7 @@ import Testing
             for round in 0..<25 {
                 let item = thread * 100 + round
                 do {
-                    try commit.commit(item)
+                    try commit.submit(item).wait()
                     if !ledger.written.contains(item) { early.withLock { $0.append(item) } }
                 } catch {
                     Issue.record("commit failed: \(error)")
@@ -60,7 +60,8 @@ import Testing
         #expect(groups.contains { $0.count > 1 })
     }
 
-    @Test func submittingDoesNotWaitForTheWrite() throws {
+    // A submit that waited for its write would hang here: the time limit makes that a failure.
+    @Test(.timeLimit(.minutes(1))) func submittingDoesNotWaitForTheWrite() throws {
         let release = DispatchSemaphore(value: 0)
         let ledger = Ledger()
         let commit = GroupCommit<Int>(threadName: "test-marks") { items in
@@ -90,7 +91,7 @@ import Testing
         onThreads(6) { thread in
             for round in 0..<20 {
                 let item = thread * 100 + round
-                let succeeded = (try? commit.commit(item)) != nil
+                let succeeded = (try? commit.submit(item).wait()) != nil
                 outcomes.withLock { $0[item] = succeeded }
             }
         }

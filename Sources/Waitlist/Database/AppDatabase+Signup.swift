@@ -104,19 +104,10 @@ extension AppDatabase {
 
     // MARK: - Tokens
 
-    /// Stores the hash of a fresh token for a subscriber and returns the token, for a mail about to go out.
+    /// Stores the hash of a token for a mail about to go out, valid from `now`.
     ///
     /// - Parameter nowValue: `now` as the database stores it, when the caller has it already (a
-    ///   claim issues many tokens at the same time).
-    static func issueToken(
-        _ db: Database, subscriberId: Int64, purpose: TokenPurpose, now: Date, nowValue: DatabaseValue? = nil
-    ) throws -> Token {
-        let token = Token.generate()
-        try storeToken(db, token, subscriberId: subscriberId, purpose: purpose, now: now, nowValue: nowValue)
-        return token
-    }
-
-    /// Stores the hash of a token made earlier, valid from `now`.
+    ///   claim or a record transaction stores many tokens at the same time).
     static func storeToken(
         _ db: Database, _ token: Token, subscriberId: Int64, purpose: TokenPurpose, now: Date, nowValue: DatabaseValue? = nil
     ) throws {

@@ -71,11 +71,6 @@ final class GroupCommit<Item>: @unchecked Sendable {
         return Ticket(group: group, owner: self)
     }
 
-    /// Records `item` and returns once it is committed.
-    func commit(_ item: Item) throws {
-        try submit(item).wait()
-    }
-
     private func runWriter() {
         condition.lock()
         defer { condition.unlock() }

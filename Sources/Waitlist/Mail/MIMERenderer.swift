@@ -83,9 +83,14 @@ public enum MIMERenderer {
     /// random generator; characters that cannot stand in a message ID are dropped from the domain,
     /// and an empty domain becomes `localhost`.
     public static func makeMessageID(domain: String) -> String {
+        "\(makeMessageIDDigits())@\(messageIDDomain(domain))"
+    }
+
+    /// 128 bits of the system's secure random generator as 32 hex digits, the part of a message
+    /// ID before `@`.
+    static func makeMessageIDDigits() -> String {
         var generator = SystemRandomNumberGenerator()
-        let random = hexDigits(generator.next()) + hexDigits(generator.next())
-        return "\(random)@\(messageIDDomain(domain))"
+        return hexDigits(generator.next()) + hexDigits(generator.next())
     }
 
     /// A domain as it can stand after the `@` of a message ID: without the characters that cannot,

@@ -36,7 +36,7 @@ public struct MailComposer: Sendable {
     /// where there is no template.
     public func renderedMessage(for delivery: Delivery, now: Date = Date()) -> [UInt8] {
         let parts = MessageTemplate.Parts(
-            recipient: delivery.recipient, date: now, messageIDDigits: Self.messageIDDigits(),
+            recipient: delivery.recipient, date: now, messageIDDigits: MIMERenderer.makeMessageIDDigits(),
             unsubscribeToken: delivery.unsubscribeToken, confirmToken: delivery.confirmToken)
         if let template = template(for: delivery), let bytes = template.message(for: parts) { return bytes }
         return MIMERenderer.render(message(for: delivery, now: now, messageIDDigits: parts.messageIDDigits))
@@ -81,13 +81,7 @@ public struct MailComposer: Sendable {
 
     /// The message for one delivery.
     public func message(for delivery: Delivery, now: Date = Date()) -> MailMessage {
-        message(for: delivery, now: now, messageIDDigits: Self.messageIDDigits())
-    }
-
-    /// 128 random bits as 32 hex digits, the part of a message ID before `@`.
-    static func messageIDDigits() -> String {
-        var generator = SystemRandomNumberGenerator()
-        return MIMERenderer.hexDigits(generator.next()) + MIMERenderer.hexDigits(generator.next())
+        message(for: delivery, now: now, messageIDDigits: MIMERenderer.makeMessageIDDigits())
     }
 
     /// The message for one delivery, with the message ID `messageIDDigits@domain`.
@@ -162,7 +156,7 @@ public struct MailComposer: Sendable {
         MailMessage(
             from: from, to: Mailbox(address: address.value), subject: "Waitlist: test message / проверка почты",
             text: templates.render("mail/test.en.txt", ["baseURL": baseURL]),
-            messageID: MIMERenderer.makeMessageID(domain: Self.domain(of: from.address)), date: now)
+            messageID: "\(MIMERenderer.makeMessageIDDigits())@\(messageIDDomain)", date: now)
     }
 
     /// `2027-03-15` as a person reads it: «15 марта 2027» or “15 March 2027”.

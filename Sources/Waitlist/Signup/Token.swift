@@ -20,7 +20,8 @@ public struct Token: Sendable, Hashable, CustomStringConvertible {
         return Token(value: base64URL(bytes))
     }
 
-    /// Bytes in base64url without padding (RFC 4648 §5), as used in links.
+    /// Bytes in base64url without padding (RFC 4648 §5), as used in links; written out here
+    /// because Foundation's base64 and three replacements cost more than a sender's whole claim.
     static func base64URL(_ bytes: [UInt8]) -> String {
         var output: [UInt8] = []
         output.reserveCapacity((bytes.count * 4 + 2) / 3)
@@ -65,9 +66,6 @@ public struct Token: Sendable, Hashable, CustomStringConvertible {
 extension Data {
     /// Base64url without padding (RFC 4648 §5), as used in links.
     func base64URLEncodedString() -> String {
-        base64EncodedString()
-            .replacingOccurrences(of: "+", with: "-")
-            .replacingOccurrences(of: "/", with: "_")
-            .replacingOccurrences(of: "=", with: "")
+        Token.base64URL(Array(self))
     }
 }
