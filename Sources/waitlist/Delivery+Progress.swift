@@ -24,26 +24,35 @@ final class ProgressDisplay: Sendable {
     }
 
     /// Records one delivery's outcome (called from the sender's threads) and redraws when due.
+    ///
+    /// Drawing happens under the lock, so lines from different threads never interleave.
     func record(_ outcome: OutboxSender.Outcome) {
-        let line: String? = counts.withLock { counts in
+        counts.withLock { counts in
             switch outcome {
             case .sent: counts.sent += 1
             case .retryLater: counts.retry += 1
             case .failed: counts.failed += 1
             }
             let now = Date()
-            guard now.timeIntervalSince(counts.lastDraw) >= (onTerminal ? 0.1 : 5) else { return nil }
+            guard now.timeIntervalSince(counts.lastDraw) >= (onTerminal ? 0.1 : 5) else { return }
             counts.lastDraw = now
-            return render(counts, now: now)
+            draw(render(counts, now: now))
         }
-        if let line { draw(line) }
+    }
+
+    /// Writes a line of its own; on a terminal the bar is drawn again below it at the next redraw.
+    func note(_ text: String) {
+        counts.withLock { _ in
+            FileHandle.standardError.write(Data(((onTerminal ? "\r\u{1B}[K" : "") + text + "\n").utf8))
+        }
     }
 
     /// Draws the final state and ends the line.
     func finish() {
-        let line = counts.withLock { render($0, now: Date()) }
-        draw(line)
-        if onTerminal { FileHandle.standardError.write(Data("\n".utf8)) }
+        counts.withLock { counts in
+            draw(render(counts, now: Date()))
+            if onTerminal { FileHandle.standardError.write(Data("\n".utf8)) }
+        }
     }
 
     private func draw(_ line: String) {
@@ -89,8 +98,13 @@ func deliverQueued(_ runtime: Runtime) async throws {
     let interrupt = DispatchSource.makeSignalSource(signal: SIGINT, queue: .global())
     let interrupted = Mutex(false)
     interrupt.setEventHandler {
-        interrupted.withLock { $0 = true }
+        let first = interrupted.withLock { wasInterrupted in
+            defer { wasInterrupted = true }
+            return !wasInterrupted
+        }
+        guard first else { return }
         sender.stop()
+        display.note("Stopping after the messages in flight…")
     }
     interrupt.resume()
     defer {

@@ -12,20 +12,19 @@ struct LiveResilienceTests {
 
     @Test("kill -9 of open halfway, then one send: every recipient has the announcement, duplicates at most the concurrency")
     func killedOpenIsFinishedBySend() async throws {
-        let server = try await SMTPTestServer.start()
+        // The relay holds the messages after the first 1,000, so open is killed with messages in flight.
+        let server = try await SMTPTestServer.start(.init(holdsAfter: 1000))
         defer { server.stop() }
         let cli = try CLIHarness()
         defer { cli.cleanUp() }
         let addresses = try cli.seedConfirmed(count: 3000)
         let open = try cli.start(
             ["open", "--date", "2027-03-15", "--url", enrol, "--yes"], extraEnvironment: ["WAITLIST_SMTP_URL": server.url])
-        let deadline = Date().addingTimeInterval(120)
-        while server.receivedCount() < 1000, open.isRunning, Date() < deadline {
-            try await Task.sleep(for: .milliseconds(20))
-        }
-        #expect(open.isRunning, "open finished before it could be killed; the test needs more recipients")
+        try #require(server.waitUntilHolding(), "open never got past 1,000 messages")
         kill(open.processIdentifier, SIGKILL)
         open.waitUntilExit()
+        #expect(open.terminationReason == .uncaughtSignal)
+        server.release()
         let beforeResume = server.receivedCount()
         #expect(beforeResume < addresses.count)
 
@@ -43,7 +42,9 @@ struct LiveResilienceTests {
 
     @Test("Ctrl-C stops open after the messages in flight and says how to resume; send finishes without duplicates")
     func interruptedOpenResumes() async throws {
-        let server = try await SMTPTestServer.start()
+        // The relay holds the messages after the first 300: Ctrl-C comes with messages in flight,
+        // which must still be finished (and recorded) once the relay answers.
+        let server = try await SMTPTestServer.start(.init(holdsAfter: 300))
         defer { server.stop() }
         let cli = try CLIHarness()
         defer { cli.cleanUp() }
@@ -51,13 +52,12 @@ struct LiveResilienceTests {
         let errors = Pipe()
         let open = try cli.start(
             ["open", "--date", "2027-03-15", "--url", enrol, "--yes"], extraEnvironment: ["WAITLIST_SMTP_URL": server.url], errors: errors)
-        let deadline = Date().addingTimeInterval(120)
-        while server.receivedCount() < 300, open.isRunning, Date() < deadline {
-            try await Task.sleep(for: .milliseconds(20))
-        }
-        #expect(open.isRunning, "open finished before it could be interrupted")
+        try #require(server.waitUntilHolding(), "open never got past 300 messages")
         kill(open.processIdentifier, SIGINT)
-        let stderr = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let acknowledged = errors.read(until: "Stopping after the messages in flight")
+        #expect(acknowledged.contains("Stopping after the messages in flight"), "\(acknowledged)")
+        server.release()
+        let stderr = acknowledged + String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         open.waitUntilExit()
         #expect(open.terminationStatus == 75)
         #expect(stderr.contains("Run `waitlist send` to finish"))

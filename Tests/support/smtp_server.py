@@ -4,6 +4,7 @@
     python3 Tests/support/smtp_server.py --port 0 --maildir DIR
         [--auth USER:PASS] [--auth-without-tls]
         [--starttls CERT KEY] [--require-starttls] [--silent] [--refuse-all]
+        [--hold-after N]
 
 Prints `READY <port>` on stdout once it listens, and stops when stdin closes or on SIGTERM.
 
@@ -19,6 +20,10 @@ Behaviour chosen by address, for testing failures:
   with --refuse-all, every recipient: 554 5.7.1 relay access denied (a relay refusing us)
   recipient `spam...@`    554 5.7.1 message refused  (at the end of DATA)
   sender    `reject...@`  553 5.7.1 sender not allowed (at MAIL FROM)
+
+With --hold-after N, the messages after the first N are held at the end of DATA, unanswered,
+until a file `DIR/release` exists; the first one held creates `DIR/held`. A test can so stop or
+kill a client at a known point, with messages in flight, whatever the machine's load.
 """
 
 import argparse
@@ -49,12 +54,25 @@ def write_atomically(path, data):
 class MaildirHandler:
     """aiosmtpd hooks: applies the address rules above and stores accepted messages."""
 
-    def __init__(self, maildir, credentials, refuse_all=False):
+    def __init__(self, maildir, credentials, refuse_all=False, hold_after=None):
         self.maildir = maildir
         self.credentials = credentials
         self.refuse_all = refuse_all
+        self.hold_after = hold_after
+        self.data_arrivals = 0
         self.deferred_once = set()
         self.message_numbers = itertools.count(1)
+
+    async def hold_until_released(self):
+        """Waits, without answering, until `release` exists; says so once in `held`."""
+        release = os.path.join(self.maildir, "release")
+        held = os.path.join(self.maildir, "held")
+        if os.path.exists(release):
+            return
+        if not os.path.exists(held):
+            write_atomically(held, b"")
+        while not os.path.exists(release):
+            await asyncio.sleep(0.01)
 
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
         if local_part(address).startswith("reject"):
@@ -81,6 +99,9 @@ class MaildirHandler:
     async def handle_DATA(self, server, session, envelope):
         if any(local_part(address).startswith("spam") for address in envelope.rcpt_tos):
             return "554 5.7.1 message refused"
+        self.data_arrivals += 1
+        if self.hold_after is not None and self.data_arrivals > self.hold_after:
+            await self.hold_until_released()
         number = next(self.message_numbers)
         base = os.path.join(self.maildir, str(number))
         write_atomically(base + ".eml", envelope.original_content)
@@ -124,13 +145,16 @@ def parse_arguments():
     parser.add_argument("--require-starttls", action="store_true", help="refuse commands until STARTTLS")
     parser.add_argument("--silent", action="store_true", help="accept connections but never answer (for timeouts)")
     parser.add_argument("--refuse-all", action="store_true", help="refuse every recipient with 554 (a relay refusing us)")
+    parser.add_argument("--hold-after", type=int, metavar="N", help="hold the messages after the first N until DIR/release exists")
     return parser.parse_args()
 
 
 async def serve(arguments):
     os.makedirs(arguments.maildir, exist_ok=True)
     credentials = tuple(arguments.auth.split(":", 1)) if arguments.auth else None
-    handler = MaildirHandler(arguments.maildir, credentials, refuse_all=arguments.refuse_all)
+    handler = MaildirHandler(
+        arguments.maildir, credentials, refuse_all=arguments.refuse_all, hold_after=arguments.hold_after
+    )
     tls_context = None
     if arguments.starttls:
         tls_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)

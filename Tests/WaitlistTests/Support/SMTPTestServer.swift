@@ -22,6 +22,8 @@ final class SMTPTestServer {
         var refusesAllRecipients = false
         /// Listen on this port (0: a free one).
         var port = 0
+        /// Hold every message after the first this many at the end of DATA, unanswered, until ``release()``.
+        var holdsAfter: Int?
     }
 
     /// One message the server accepted: its envelope, its connection, and its DATA with dot-stuffing undone.
@@ -132,6 +134,7 @@ final class SMTPTestServer {
         if options.requiresStartTLS { arguments.append("--require-starttls") }
         if options.staysSilent { arguments.append("--silent") }
         if options.refusesAllRecipients { arguments.append("--refuse-all") }
+        if let holdsAfter = options.holdsAfter { arguments += ["--hold-after", String(holdsAfter)] }
 
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
@@ -174,6 +177,26 @@ final class SMTPTestServer {
             message.data = Array(try Data(contentsOf: maildir.appendingPathComponent("\(number).eml")))
             return message
         }
+    }
+
+    /// Waits until the server holds a message (see ``Options/holdsAfter``), up to `timeout`.
+    ///
+    /// It blocks its thread rather than awaiting, so what the test does next happens while the
+    /// messages are still held, however busy the machine and the test's other tasks are.
+    func waitUntilHolding(timeout: Duration = .seconds(120)) -> Bool {
+        let marker = maildir.appendingPathComponent("held").path
+        let clock = ContinuousClock()
+        let deadline = clock.now.advanced(by: timeout)
+        while !FileManager.default.fileExists(atPath: marker) {
+            guard clock.now < deadline else { return false }
+            usleep(10_000)
+        }
+        return true
+    }
+
+    /// Lets the held messages (and every later one) through.
+    func release() {
+        _ = FileManager.default.createFile(atPath: maildir.appendingPathComponent("release").path, contents: nil)
     }
 
     /// Every AUTH command received so far.

@@ -1,4 +1,5 @@
 import Foundation
+import Glibc
 import Synchronization
 import Testing
 
@@ -137,5 +138,27 @@ struct TestWorld {
         let message = try #require(lastMessage(to: address))
         let token = try #require(linkToken("confirm", in: message))
         _ = try database.confirm(token, client: ClientContext(), now: clock.now)
+    }
+}
+
+extension Pipe {
+    /// Reads what a child process writes until the text contains `expected`, the writer closes
+    /// its end, or `timeout` passes; returns everything read. Blocks its thread (see
+    /// ``SMTPTestServer/waitUntilHolding(timeout:)`` for why).
+    func read(until expected: String, timeout: Duration = .seconds(60)) -> String {
+        let descriptor = fileHandleForReading.fileDescriptor
+        let clock = ContinuousClock()
+        let deadline = clock.now.advanced(by: timeout)
+        var bytes: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while !String(decoding: bytes, as: UTF8.self).contains(expected), clock.now < deadline {
+            var ready = pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0)
+            guard poll(&ready, 1, 50) >= 0 else { break }
+            guard ready.revents != 0 else { continue }
+            let count = buffer.withUnsafeMutableBytes { Glibc.read(descriptor, $0.baseAddress, $0.count) }
+            guard count > 0 else { break }
+            bytes += buffer[..<count]
+        }
+        return String(decoding: bytes, as: UTF8.self)
     }
 }
