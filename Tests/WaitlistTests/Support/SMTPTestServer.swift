@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import Testing
 
 /// A running `Tests/support/smtp_server.py` (aiosmtpd) on a free port, for live SMTP tests.
 ///
@@ -212,6 +213,12 @@ final class SMTPTestServer {
     func stop() {
         guard !isStopped else { return }
         isStopped = true
+        if !process.isRunning {
+            // It should run until told to stop: whatever ended it explains the test's failures.
+            let stderr = (try? String(contentsOf: directory.appendingPathComponent("stderr.txt"), encoding: .utf8)) ?? ""
+            Issue.record(
+                "The test SMTP server had ended by itself (status \(process.terminationStatus), \(process.terminationReason)): \(stderr)")
+        }
         try? stdinPipe.fileHandleForWriting.close()
         if process.isRunning { process.terminate() }
         process.waitUntilExit()
