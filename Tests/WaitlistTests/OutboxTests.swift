@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import Synchronization
 import Testing
 
 @testable import Waitlist
@@ -218,6 +219,113 @@ struct OutboxTests {
         #expect(now.timeIntervalSince(start) < RetryPolicy.giveUpAfter + 16 * 60)
     }
 
+    // MARK: - Unsubscribe links
+
+    @Test("A retried mail gets a new link, and the earlier attempt's link, which may have arrived, keeps working")
+    func earlierAttemptsLinkKeepsWorking() throws {
+        let database = try AppDatabase.inMemory()
+        let now = Date(timeIntervalSince1970: 1_800_000_000)
+        _ = try database.subscribe(
+            email: try EmailAddress("anna@example.com"), courseId: 1, language: .ru, client: ClientContext(), now: now)
+        let first = try #require(try database.claimDue(owner: "test", limit: 1, lease: 60, now: now).first)
+        // The relay timed out after the message's end: it may or may not have taken it.
+        try database.markFailed(id: first.outboxId, error: .transient("timed out"), now: now)
+        let later = now.addingTimeInterval(RetryPolicy.firstDelay + 1)
+        let second = try #require(try database.claimDue(owner: "test", limit: 1, lease: 60, now: later).first)
+        #expect(second.outboxId == first.outboxId)
+        #expect(second.unsubscribeToken != first.unsubscribeToken)
+        for token in [first.unsubscribeToken, second.unsubscribeToken] {
+            #expect(token.keyedMessageId == first.outboxId)
+            guard case .valid(let subscriber, _) = try database.lookUp(token, purpose: .unsubscribe, now: later) else {
+                Issue.record("\(token) does not work")
+                continue
+            }
+            #expect(subscriber.email == "anna@example.com")
+        }
+        // Neither is a confirmation token, and only the real ones work.
+        #expect(try database.lookUp(second.unsubscribeToken, purpose: .confirm, now: later) == .unknown)
+        #expect(try database.lookUp(Token.generate(keyedBy: first.outboxId), purpose: .unsubscribe, now: later) == .unknown)
+        #expect(try database.lookUp(Token.generate(keyedBy: first.outboxId + 1), purpose: .unsubscribe, now: later) == .unknown)
+        #expect(try database.lookUp(Token.generate(), purpose: .unsubscribe, now: later) == .unknown)
+        guard case .valid(let left, _) = try database.unsubscribe(first.unsubscribeToken, now: later) else {
+            Issue.record("the earlier link does not unsubscribe")
+            return
+        }
+        #expect(left.status == .unsubscribed)
+    }
+
+    @Test("Links mailed before the database was upgraded keep working after it")
+    func linksFromBeforeTheUpgradeKeepWorking() throws {
+        // A database as the previous release left it: an unsubscribe token in the token table.
+        let queue = try DatabaseQueue()
+        try AppDatabase.migrator.migrate(queue, upTo: "v2: secrets")
+        let now = Date(timeIntervalSince1970: 1_800_000_000)
+        let mailed = Token.generate()
+        try queue.write { db in
+            try db.execute(
+                sql: """
+                    INSERT INTO subscriber (courseId, email, emailKey, language, status, createdAt, confirmedAt)
+                    VALUES (1, 'anna@example.com', 'anna@example.com', 'ru', 'confirmed', ?, ?)
+                    """, arguments: [now, now])
+            try db.execute(
+                sql: "INSERT INTO token (subscriberId, purpose, hash, createdAt) VALUES (?, 'unsubscribe', ?, ?)",
+                arguments: [db.lastInsertedRowID, mailed.hash, now])
+        }
+        let database = try AppDatabase(queue)
+        guard case .valid(let subscriber, _) = try database.lookUp(mailed, purpose: .unsubscribe, now: now) else {
+            Issue.record("the old link no longer works")
+            return
+        }
+        #expect(subscriber.email == "anna@example.com")
+        // And new mail to the same subscriber carries a keyed link that works too.
+        _ = try database.open(courseId: 1, date: "2027-03-15", enrolURL: enrol, now: now)
+        let announcement = try #require(try database.claimDue(owner: "test", limit: 1, lease: 60, now: now).first)
+        #expect(try database.lookUp(announcement.unsubscribeToken, purpose: .unsubscribe, now: now) != .unknown)
+    }
+
+    // MARK: - Marks
+
+    @Test("While a mark cannot be written, the lane's next message is held back before its end, so one message at most is unrecorded")
+    func messageIsHeldBackWhileTheMarkBeforeItFails() async throws {
+        let world = try await TestWorld.make()
+        for address in ["anna@example.com", "boris@example.com", "vera@example.com"] {
+            try await world.confirmedSubscriber(address)
+        }
+        _ = try world.database.open(courseId: 1, date: "2027-03-15", enrolURL: enrol, now: world.clock.now)
+        // The database refuses marks (a full disk, say) until the first message is held back.
+        try await world.database.writer.write { db in
+            try db.execute(
+                sql:
+                    "CREATE TRIGGER refuse_marks BEFORE UPDATE OF state ON outbox WHEN NEW.state = 'sent' BEGIN SELECT RAISE(ABORT, 'disk full'); END"
+            )
+        }
+        let database = world.database
+        let clock = world.clock
+        let transport = HookedTransport {
+            try? database.writer.write { db in try db.execute(sql: "DROP TRIGGER refuse_marks") }
+            // Past the lease, so the unrecorded message may be claimed again.
+            clock.advance(by: 60)
+        }
+        let sender = OutboxSender(
+            database: world.database, transport: transport, composer: world.composer, concurrency: 1, logger: .init(label: "test"),
+            now: world.clock.function)
+        let first = try await sender.run(mode: .drain)
+
+        // The first message went, its mark failed; the second was held back at its end; the third
+        // went once the marks worked again; the first, never recorded, went once more.
+        #expect(
+            transport.events == [
+                .delivered("anna@example.com"), .heldBack("boris@example.com"), .delivered("vera@example.com"),
+                .delivered("anna@example.com"),
+            ])
+        #expect(first.sent == 3)
+        #expect(first.retried == 1)
+        world.clock.advance(by: RetryPolicy.firstDelay)
+        #expect(try await sender.run(mode: .drain).sent == 1)
+        #expect(transport.events.last == .delivered("boris@example.com"))
+        #expect(try world.database.announcementCounts(openingId: 1) == [.sent: 3])
+    }
+
     // MARK: - Leases
 
     @Test("A lease left by a sender that died is claimed again once it runs out, and not before")
@@ -261,4 +369,64 @@ struct OutboxTests {
         #expect(summaryA.sent + summaryB.sent == 300)
         #expect(try first.backlog().isEmpty)
     }
+}
+
+/// A transport whose sessions take rendered messages and call the hook before their end as the
+/// SMTP session does, and note what became of each message.
+private final class HookedTransport: MailTransport, Sendable {
+    enum Event: Equatable {
+        case delivered(String)
+        case heldBack(String)
+    }
+
+    private let state = Mutex<(events: [Event], heldBack: Int)>(([], 0))
+    /// Called once, the first time a message is held back.
+    private let onFirstHoldBack: @Sendable () -> Void
+
+    init(onFirstHoldBack: @escaping @Sendable () -> Void) {
+        self.onFirstHoldBack = onFirstHoldBack
+    }
+
+    var events: [Event] { state.withLock { $0.events } }
+
+    func makeSession() throws(DeliveryError) -> any MailSession {
+        HookedSession(transport: self)
+    }
+
+    fileprivate func delivered(_ recipient: String) {
+        state.withLock { $0.events.append(.delivered(recipient)) }
+    }
+
+    fileprivate func heldBack(_ recipient: String) {
+        let isFirst = state.withLock { state in
+            state.events.append(.heldBack(recipient))
+            state.heldBack += 1
+            return state.heldBack == 1
+        }
+        if isFirst { onFirstHoldBack() }
+    }
+}
+
+private final class HookedSession: RenderedMailSession {
+    let transport: HookedTransport
+
+    init(transport: HookedTransport) {
+        self.transport = transport
+    }
+
+    func send(rendered message: [UInt8], from sender: String, to recipient: String, beforeEnd: @escaping () -> Bool)
+        throws(DeliveryError)
+    {
+        guard beforeEnd() else {
+            transport.heldBack(recipient)
+            throw .transient("aborted before the end")
+        }
+        transport.delivered(recipient)
+    }
+
+    func send(_ message: MailMessage) throws(DeliveryError) {
+        Issue.record("the sender gave a rendered session a MailMessage")
+    }
+
+    func close() {}
 }

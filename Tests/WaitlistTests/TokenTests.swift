@@ -6,7 +6,7 @@ import Testing
 
 @Suite("Tokens")
 struct TokenTests {
-    @Test("A token is 256 random bits in base64url, 43 characters, never repeated")
+    @Test("A plain token is 256 random bits in base64url, 43 characters, never repeated")
     func generatedTokensAreLongAndDistinct() {
         let tokens = (0..<1000).map { _ in Token.generate().value }
         #expect(Set(tokens).count == 1000)
@@ -48,6 +48,40 @@ struct TokenTests {
         ])
     func malformedLinksAreRefused(_ text: String) {
         #expect(Token(link: text) == nil)
+    }
+
+    @Test("A mail's token carries the outbox row's number, then 192 random bits, in the same 43 characters")
+    func keyedTokensCarryTheirRow() throws {
+        var generator = SplitMix64(seed: 8)
+        let ids: [Int64] =
+            [0, 1, 63, 64, 4095, 1_000_000, Int64(Int32.max), Int64.max]
+            + (0..<200).map { _ in Int64.random(in: 1...Int64.max, using: &generator) }
+        for id in ids {
+            let token = Token.generate(keyedBy: id)
+            #expect(token.value.count == 43)
+            #expect(token.keyedMessageId == id, "\(id)")
+            let parsed = try #require(Token(link: token.value))
+            #expect(parsed.keyedMessageId == id)
+            let bytes = try #require(
+                Data(base64Encoded: token.value.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/") + "="))
+            #expect(bytes.prefix(8).reduce(0 as UInt64) { $0 << 8 | UInt64($1) } == UInt64(id))
+        }
+        // The same row's tokens share only the row's number.
+        let tokens = (0..<1000).map { _ in Token.generate(keyedBy: 42).value }
+        #expect(Set(tokens).count == 1000)
+        #expect(Set(tokens.map { $0.dropFirst(11) }).count == 1000)
+    }
+
+    @Test("A token matches its own hash and no other")
+    func matchesOnlyItsOwnHash() {
+        let token = Token.generate(keyedBy: 7)
+        #expect(token.matches(hash: token.hash))
+        #expect(!token.matches(hash: Token.generate(keyedBy: 7).hash))
+        var flipped = token.hash
+        flipped[31] ^= 1
+        #expect(!token.matches(hash: flipped))
+        #expect(!token.matches(hash: token.hash.prefix(31)))
+        #expect(!token.matches(hash: Data()))
     }
 
     @Test("A token's description never shows it whole")

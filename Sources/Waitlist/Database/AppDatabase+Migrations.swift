@@ -106,6 +106,17 @@ extension AppDatabase {
             )
         }
 
+        migrator.registerMigration("v3: unsubscribe tokens kept with their mail") { db in
+            // The SHA-256 of the unsubscribe token of the mail's latest attempt, found by the row's
+            // number that the token carries (Token.generate(keyedBy:)). Tokens of earlier attempts
+            // move to the token table, so every copy that may have arrived keeps a working link.
+            try db.execute(
+                sql: """
+                    ALTER TABLE outbox ADD COLUMN unsubscribeHash BLOB
+                        CHECK (unsubscribeHash IS NULL OR length(unsubscribeHash) = 32)
+                    """)
+        }
+
         return migrator
     }
 }

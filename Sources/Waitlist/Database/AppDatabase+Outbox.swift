@@ -55,19 +55,16 @@ public enum RetryPolicy {
 extension AppDatabase {
     // MARK: - Claims
 
-    /// Leases up to `limit` due messages for `owner` until `now + lease`, makes their tokens, and
-    /// cancels any that should no longer go out (the subscriber left, enrolment closed).
+    /// Leases up to `limit` due messages for `owner` until `now + lease`, makes and stores their
+    /// tokens, and cancels any that should no longer go out (the subscriber left, enrolment closed).
     ///
     /// Claiming is one write transaction, so two workers (the server and `waitlist send`, say)
     /// never hold the same row; a lease left by a process that died expires and is claimed again.
-    ///
-    /// - Parameter storingTokens: whether the claim stores the tokens' hashes too; when `false`
-    ///   the caller must store them (``record(_:now:)``, `.tokens`) before a message goes out.
-    ///   The sender does, sharing the transaction with other lanes' records instead of holding
-    ///   the database's one writer for a whole batch of inserts.
-    public func claimDue(
-        owner: String, limit: Int, lease: TimeInterval, now: Date = Date(), storingTokens: Bool = true
-    ) throws -> [Delivery] {
+    /// The tokens' hashes are stored before any of the messages can go out. An unsubscribe token
+    /// is keyed by its row (``Token/generate(keyedBy:)``), its hash written into the row the claim
+    /// updates anyway; the hash of an earlier attempt's token moves to the token table, since that
+    /// attempt may have arrived.
+    public func claimDue(owner: String, limit: Int, lease: TimeInterval, now: Date = Date()) throws -> [Delivery] {
         try writer.write { db in
             // Cached statements: a sender runs these for every batch, and preparing SQL costs more than running it.
             let claim = try db.cachedStatement(
@@ -77,7 +74,7 @@ extension AppDatabase {
                         SELECT id FROM outbox
                         WHERE state = 'queued' AND nextAttemptAt <= ? AND (leaseExpiresAt IS NULL OR leaseExpiresAt <= ?)
                         ORDER BY nextAttemptAt, id LIMIT ?)
-                    RETURNING id, kind, subscriberId, openingId, attempts
+                    RETURNING id, kind, subscriberId, openingId, attempts, unsubscribeHash IS NOT NULL
                     """)
             // Turning a date into its text costs more than most statements here: once, and fast.
             let nowValue = StoredDate.value(now)
@@ -93,6 +90,12 @@ extension AppDatabase {
             }
             let cancel = try db.cachedStatement(
                 sql: "UPDATE outbox SET state = 'cancelled', leaseOwner = NULL, leaseExpiresAt = NULL WHERE id = ?")
+            let keepEarlierToken = try db.cachedStatement(
+                sql: """
+                    INSERT INTO token (subscriberId, purpose, hash, createdAt)
+                    SELECT subscriberId, 'unsubscribe', unsubscribeHash, ? FROM outbox WHERE id = ? AND unsubscribeHash IS NOT NULL
+                    """)
+            let storeUnsubscribeHash = try db.cachedStatement(sql: "UPDATE outbox SET unsubscribeHash = ? WHERE id = ?")
             // A batch concerns one or two courses and openings: read each once.
             var courses: [Int64: Course] = [:]
             var openings: [Int64: Opening] = [:]
@@ -124,8 +127,12 @@ extension AppDatabase {
                 let delivery = Delivery(
                     outboxId: id, kind: kind, subscriberId: subscriberId, recipient: subscriber.email, language: subscriber.language,
                     course: course, opening: opening, confirmToken: kind == .confirmation ? Token.generate() : nil,
-                    unsubscribeToken: Token.generate(), attempt: row["attempts"])
-                if storingTokens { try Self.storeTokens(db, of: delivery, now: now, nowValue: nowValue) }
+                    unsubscribeToken: Token.generate(keyedBy: id), attempt: row["attempts"])
+                if let confirm = delivery.confirmToken {
+                    try Self.storeConfirmToken(db, confirm, subscriberId: subscriberId, now: now, nowValue: nowValue)
+                }
+                if row[5] as Bool { try keepEarlierToken.execute(arguments: [nowValue, id]) }
+                try storeUnsubscribeHash.execute(arguments: [delivery.unsubscribeToken.hash, id])
                 deliveries.append(delivery)
             }
             return deliveries
@@ -158,21 +165,13 @@ extension AppDatabase {
 
     /// Records that the relay accepted a message. Called right after its `250` to DATA.
     public func markSent(id: Int64, now: Date = Date()) throws {
-        try record([.sent(outboxId: id)], now: now)
+        try markSent(ids: [id], now: now)
     }
 
-    /// What a sender records about its deliveries as it goes.
-    public enum DeliveryRecord: Sendable {
-        /// The relay accepted the message (its `250` to DATA).
-        case sent(outboxId: Int64)
-        /// The hashes of a claimed message's tokens, stored before the message goes out.
-        case tokens(Delivery)
-    }
-
-    /// Writes records in one transaction: the sender's lanes share one (``GroupCommit``) for all
-    /// they have to record at about the same time.
-    public func record(_ records: [DeliveryRecord], now: Date = Date()) throws {
-        guard !records.isEmpty else { return }
+    /// Records that the relay accepted these messages, in one transaction: the sender's lanes
+    /// share one (``GroupCommit``) for all the marks they have at about the same time.
+    public func markSent(ids: [Int64], now: Date = Date()) throws {
+        guard !ids.isEmpty else { return }
         try writer.write { db in
             let markSent = try db.cachedStatement(
                 sql: """
@@ -181,21 +180,8 @@ extension AppDatabase {
                     """)
             // Turning a date into its text costs more than the update: once, and fast.
             let nowValue = StoredDate.value(now)
-            for record in records {
-                switch record {
-                case .sent(let id): try markSent.execute(arguments: [nowValue, id])
-                case .tokens(let delivery): try Self.storeTokens(db, of: delivery, now: now, nowValue: nowValue)
-                }
-            }
+            for id in ids { try markSent.execute(arguments: [nowValue, id]) }
         }
-    }
-
-    private static func storeTokens(_ db: Database, of delivery: Delivery, now: Date, nowValue: DatabaseValue) throws {
-        if let confirm = delivery.confirmToken {
-            try storeToken(db, confirm, subscriberId: delivery.subscriberId, purpose: .confirm, now: now, nowValue: nowValue)
-        }
-        try storeToken(
-            db, delivery.unsubscribeToken, subscriberId: delivery.subscriberId, purpose: .unsubscribe, now: now, nowValue: nowValue)
     }
 
     /// Records a failed attempt: a permanent failure marks the message failed and its subscriber

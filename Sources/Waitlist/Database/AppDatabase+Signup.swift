@@ -104,16 +104,10 @@ extension AppDatabase {
 
     // MARK: - Tokens
 
-    /// Stores the hash of a token for a mail about to go out, valid from `now`.
-    ///
-    /// - Parameter nowValue: `now` as the database stores it, when the caller has it already (a
-    ///   claim or a record transaction stores many tokens at the same time).
-    static func storeToken(
-        _ db: Database, _ token: Token, subscriberId: Int64, purpose: TokenPurpose, now: Date, nowValue: DatabaseValue? = nil
-    ) throws {
-        let expiry = purpose == .confirm ? now.addingTimeInterval(confirmationLifetime) : nil
-        try db.cachedStatement(sql: "INSERT INTO token (subscriberId, purpose, hash, createdAt, expiresAt) VALUES (?, ?, ?, ?, ?)")
-            .execute(arguments: [subscriberId, purpose, token.hash, nowValue ?? now.databaseValue, expiry])
+    /// Stores the hash of a confirmation mail's token, valid for ``confirmationLifetime`` from `now`.
+    static func storeConfirmToken(_ db: Database, _ token: Token, subscriberId: Int64, now: Date, nowValue: DatabaseValue) throws {
+        try db.cachedStatement(sql: "INSERT INTO token (subscriberId, purpose, hash, createdAt, expiresAt) VALUES (?, 'confirm', ?, ?, ?)")
+            .execute(arguments: [subscriberId, token.hash, nowValue, now.addingTimeInterval(confirmationLifetime)])
     }
 
     /// What a link's token stands for, without changing anything (for the GET pages).
@@ -122,14 +116,34 @@ extension AppDatabase {
     }
 
     static func lookUp(_ db: Database, token: Token, purpose: TokenPurpose, now: Date) throws -> TokenLookup {
+        let owner: (subscriberId: Int64, expiresAt: Date?)
+        if purpose == .unsubscribe, let subscriberId = try keyedUnsubscribeOwner(db, token: token) {
+            owner = (subscriberId, nil)
+        } else if let record = try TokenRecord.filter(TokenRecord.Columns.hash == token.hash && TokenRecord.Columns.purpose == purpose)
+            .fetchOne(db)
+        {
+            owner = (record.subscriberId, record.expiresAt)
+        } else {
+            return .unknown
+        }
         guard
-            let record = try TokenRecord.filter(TokenRecord.Columns.hash == token.hash && TokenRecord.Columns.purpose == purpose).fetchOne(
-                db),
-            let subscriber = try Subscriber.fetchOne(db, key: record.subscriberId),
+            let subscriber = try Subscriber.fetchOne(db, key: owner.subscriberId),
             let course = try Course.fetchOne(db, key: subscriber.courseId)
         else { return .unknown }
-        if let expiry = record.expiresAt, expiry <= now { return .expired(course) }
+        if let expiry = owner.expiresAt, expiry <= now { return .expired(course) }
         return .valid(subscriber, course)
+    }
+
+    /// The subscriber of the mail an unsubscribe token is keyed by, when the token is that mail's
+    /// latest (``Token/generate(keyedBy:)``); other tokens are in the token table.
+    private static func keyedUnsubscribeOwner(_ db: Database, token: Token) throws -> Int64? {
+        guard
+            let row = try Row.fetchOne(
+                db, sql: "SELECT subscriberId, unsubscribeHash FROM outbox WHERE id = ?", arguments: [token.keyedMessageId]),
+            let stored = row["unsubscribeHash"] as Data?,
+            token.matches(hash: stored)
+        else { return nil }
+        return row["subscriberId"]
     }
 
     // MARK: - Confirm and unsubscribe

@@ -3,10 +3,9 @@ import Foundation
 /// Writes items that several threads want recorded durably on a thread of its own, one write
 /// transaction for all the items that arrive while the previous one is being written.
 ///
-/// The lanes of a sender record each message sent right after the relay's `250`, and store the
-/// tokens of each message before it goes. One transaction per message, each synced to disk, made
-/// the database's single writer the limit on how fast all lanes together could go; and a lane that
-/// waited for its transaction could not talk to the relay meanwhile. Here a lane hands its items
+/// The lanes of a sender record each message sent right after the relay's `250`. One transaction
+/// per message made the database's single writer the limit on how fast all lanes together could
+/// go; and a lane that waited for its transaction could not talk to the relay meanwhile. Here a lane hands its items
 /// over (``submit(_:)``) and goes on; the writer thread writes everything handed over since its
 /// last transaction in one; the lane waits for its ``Ticket`` only where it must (the sender:
 /// before the end of its next message).
@@ -51,15 +50,10 @@ final class GroupCommit<Item>: @unchecked Sendable {
 
     /// Hands `item` over to be written soon, with whatever else arrives meanwhile.
     func submit(_ item: Item) -> Ticket {
-        submit(contentsOf: [item])
-    }
-
-    /// Hands `items` over to be written soon, all in the same transaction.
-    func submit(contentsOf items: [Item]) -> Ticket {
         condition.lock()
         defer { condition.unlock() }
         let group = gathering
-        group.items.append(contentsOf: items)
+        group.items.append(item)
         if hasWriter {
             condition.broadcast()
         } else {

@@ -55,9 +55,10 @@ public final class OutboxSender: Sendable {
     let rate: Rate?
     private let state = Mutex(State())
     private let doorbell = Doorbell()
-    /// Records deliveries (tokens before a message, its mark after); what the lanes hand over at
-    /// about the same time shares a transaction.
-    private let records: GroupCommit<AppDatabase.DeliveryRecord>
+    /// Marks delivered messages sent; what the lanes hand over at about the same time shares a transaction.
+    private let marks: GroupCommit<Int64>
+    /// `waitlist_mail_sent_total` by kind, made once: a sender counts every message.
+    private let sentCounters: [MailKind: Counter]
 
     private struct State {
         var stopping = false
@@ -80,7 +81,11 @@ public final class OutboxSender: Sendable {
         self.batchSize = batchSize
         self.lease = lease
         self.owner = "\(ProcessInfo.processInfo.hostName):\(ProcessInfo.processInfo.processIdentifier):\(Token.generate().value.prefix(8))"
-        self.records = GroupCommit(threadName: "waitlist-records") { records in try database.record(records, now: now()) }
+        self.marks = GroupCommit(threadName: "waitlist-marks") { ids in try database.markSent(ids: ids, now: now()) }
+        self.sentCounters = Dictionary(
+            uniqueKeysWithValues: [MailKind.confirmation, .announcement].map {
+                ($0, Counter(label: "waitlist_mail_sent_total", dimensions: [("kind", $0.rawValue)]))
+            })
     }
 
     /// Asks the lanes to stop after the messages in flight.
@@ -153,15 +158,15 @@ public final class OutboxSender: Sendable {
     /// One lane: claim a batch, deliver it message by message over one session, repeat.
     private func runLane(mode: Mode, progress: @Sendable (Outcome) -> Void) throws {
         var session: (any MailSession)?
-        let laneRecords = LaneRecords(records, logger: logger)
+        let laneMarks = LaneMarks(marks, logger: logger)
         defer {
-            laneRecords.settle()
+            laneMarks.settle()
             session?.close()
         }
         while !isStopping {
             let batch: [Delivery]
             do {
-                batch = try database.claimDue(owner: owner, limit: batchSize, lease: lease, now: now(), storingTokens: false)
+                batch = try database.claimDue(owner: owner, limit: batchSize, lease: lease, now: now())
             } catch {
                 if mode == .drain { throw WaitlistError(.unavailable, "The database is not answering: \(AppDatabase.describe(error)).") }
                 logger.error("Cannot claim mail from the outbox", metadata: ["error": "\(AppDatabase.describe(error))"])
@@ -178,71 +183,65 @@ public final class OutboxSender: Sendable {
             }
             var leaseTakenAt = now()
             for (index, delivery) in batch.enumerated() {
-                let remaining = batch[index...].map(\.outboxId)
+                let remaining = { batch[index...].map(\.outboxId) }
                 if isStopping {
-                    try? database.releaseLease(ids: remaining, owner: owner)
+                    try? database.releaseLease(ids: remaining(), owner: owner)
                     return
                 }
                 // Renew the lease once a quarter of it is gone, so it never runs out while we hold the rows.
                 if now().timeIntervalSince(leaseTakenAt) > lease / 4 {
-                    try? database.renewLease(ids: remaining, owner: owner, lease: lease, now: now())
+                    try? database.renewLease(ids: remaining(), owner: owner, lease: lease, now: now())
                     leaseTakenAt = now()
                 }
                 guard governor?.awaitTurn(isStopping: { isStopping }) ?? true else {
-                    try? database.releaseLease(ids: remaining, owner: owner)
+                    try? database.releaseLease(ids: remaining(), owner: owner)
                     return
                 }
-                laneRecords.storeTokens(of: delivery)
-                let next = index + 1 < batch.count ? batch[index + 1] : nil
-                progress(deliver(delivery, next: next, session: &session, laneRecords: laneRecords))
+                progress(deliver(delivery, session: &session, laneMarks: laneMarks))
             }
         }
     }
 
     /// Sends one message and records the outcome.
     ///
-    /// The database work around a message is handed to ``records`` and done while the lane talks to
-    /// the relay: the message's tokens are stored, and the previous message's mark written, while
-    /// the relay answers `MAIL`, `RCPT` and `DATA`; the lane waits for them just before the
-    /// message's last bytes (`beforeEnd`), and holds the message back if they failed. So links
-    /// always work once a message can have arrived, and a lane never has more than one message
-    /// accepted by the relay and not recorded: a crash repeats at most one message per lane.
-    private func deliver(_ delivery: Delivery, next: Delivery?, session: inout (any MailSession)?, laneRecords: LaneRecords) -> Outcome {
-        let metadata: Logger.Metadata = [
-            "outbox": "\(delivery.outboxId)", "kind": "\(delivery.kind.rawValue)", "attempt": "\(delivery.attempt)",
-        ]
+    /// A message's mark is handed to ``marks`` and written while the lane sends the next message:
+    /// the lane waits for it just before that message's last bytes (`beforeEnd`), and holds the
+    /// message back if it failed. So a lane never has more than one message accepted by the relay
+    /// and not recorded: a crash repeats at most one message per lane. (The tokens were stored
+    /// by the claim, before any of its messages could go out.)
+    private func deliver(_ delivery: Delivery, session: inout (any MailSession)?, laneMarks: LaneMarks) -> Outcome {
         let rendersItself: Bool
         do throws(DeliveryError) {
             if session == nil { session = try transport.makeSession() }
             if let session = session as? any RenderedMailSession {
                 rendersItself = false
                 let bytes = composer.renderedMessage(for: delivery, now: now())
-                try session.send(rendered: bytes, from: composer.from.address, to: delivery.recipient, beforeEnd: laneRecords.settle)
+                try session.send(rendered: bytes, from: composer.from.address, to: delivery.recipient, beforeEnd: laneMarks.settle)
             } else {
                 rendersItself = true
-                guard laneRecords.settle() else { throw .transient(LaneRecords.heldBackReason) }
+                guard laneMarks.settle() else { throw .transient(LaneMarks.heldBackReason) }
                 try session!.send(composer.message(for: delivery, now: now()))
             }
         } catch {
             // The session may be in an unknown state after a failure: start afresh next time.
             session?.close()
             session = nil
-            let failure: DeliveryError = laneRecords.heldBack ? .transient(LaneRecords.heldBackReason) : error
-            return record(failure: failure, of: delivery, metadata: metadata)
+            let failure: DeliveryError = laneMarks.heldBack ? .transient(LaneMarks.heldBackReason) : error
+            return record(failure: failure, of: delivery)
         }
-        laneRecords.sent(delivery, metadata: metadata, next: next)
-        // Sessions without the hook before the end (files, test doubles) wait for the records here.
-        if rendersItself { laneRecords.settle() }
+        laneMarks.sent(delivery)
+        // Sessions without the hook before the end (files, test doubles) wait for the mark here.
+        if rendersItself { laneMarks.settle() }
         governor?.recordSuccess()
-        Counter(label: "waitlist_mail_sent_total", dimensions: [("kind", delivery.kind.rawValue)]).increment()
-        logger.debug("Mail delivered", metadata: metadata)
+        sentCounters[delivery.kind]?.increment()
+        logger.debug("Mail delivered", metadata: delivery.logMetadata)
         state.withLock { $0.summary.sent += 1 }
         return .sent
     }
 
-    private func record(failure: DeliveryError, of delivery: Delivery, metadata: Logger.Metadata) -> Outcome {
+    private func record(failure: DeliveryError, of delivery: Delivery) -> Outcome {
         let newState = (try? database.markFailed(id: delivery.outboxId, error: failure, now: now())) ?? .queued
-        let details = metadata.merging(["reason": "\(failure.reason)"]) { $1 }
+        let details = delivery.logMetadata.merging(["reason": "\(failure.reason)"]) { $1 }
         if case .permanent = failure, let governor {
             let blamed = governor.recordPermanent(outboxId: delivery.outboxId, reason: failure.reason)
             if !blamed.isEmpty {
@@ -270,56 +269,39 @@ public final class OutboxSender: Sendable {
     }
 }
 
-/// What one lane has handed over to be recorded and not yet seen written.
-private final class LaneRecords {
-    private let records: GroupCommit<AppDatabase.DeliveryRecord>
+/// The marks one lane has handed over and not yet seen written.
+private final class LaneMarks {
+    private let marks: GroupCommit<Int64>
     private let logger: Logger
-    /// Each handed-over group, with the metadata of the message it marks sent, if it does.
-    private var pending: [(ticket: GroupCommit<AppDatabase.DeliveryRecord>.Ticket, sent: Logger.Metadata?)] = []
-    /// The message whose tokens were handed over last.
-    private var tokensHandedOver: Int64?
+    /// Each handed-over mark, with the message it marks sent.
+    private var pending: [(ticket: GroupCommit<Int64>.Ticket, delivery: Delivery)] = []
     /// Whether the last ``settle()`` found a failure, so the message it guarded was held back.
     private(set) var heldBack = false
 
-    static let heldBackReason = "Not sent: the database could not store what must be stored before a message goes out."
+    static let heldBackReason = "Not sent: the database could not record the previous message as sent."
 
-    init(_ records: GroupCommit<AppDatabase.DeliveryRecord>, logger: Logger) {
-        self.records = records
+    init(_ marks: GroupCommit<Int64>, logger: Logger) {
+        self.marks = marks
         self.logger = logger
     }
 
-    /// Hands over a message's tokens, unless they went with the previous message's mark.
-    func storeTokens(of delivery: Delivery) {
-        guard tokensHandedOver != delivery.outboxId else { return }
-        pending.append((records.submit(.tokens(delivery)), nil))
-        tokensHandedOver = delivery.outboxId
+    /// Hands over the mark of a message the relay accepted.
+    func sent(_ delivery: Delivery) {
+        pending.append((marks.submit(delivery.outboxId), delivery))
     }
 
-    /// Hands over the mark of a message the relay accepted, with the next message's tokens.
-    func sent(_ delivery: Delivery, metadata: Logger.Metadata, next: Delivery?) {
-        var items: [AppDatabase.DeliveryRecord] = [.sent(outboxId: delivery.outboxId)]
-        if let next {
-            items.append(.tokens(next))
-            tokensHandedOver = next.outboxId
-        }
-        pending.append((records.submit(contentsOf: items), metadata))
-    }
-
-    /// Waits until everything handed over is written; `false` when some of it could not be.
+    /// Waits until every mark handed over is written; `false` when some could not be.
     @discardableResult
     func settle() -> Bool {
         heldBack = false
-        for (ticket, sent) in pending {
+        for (ticket, delivery) in pending {
             do {
                 try ticket.wait()
             } catch {
                 heldBack = true
-                if let sent {
-                    // Delivered but not recorded: the lease runs out and the row may go again.
-                    logger.critical("Mail delivered but not recorded as sent", metadata: sent.merging(["error": "\(error)"]) { $1 })
-                } else {
-                    logger.error("Cannot store the tokens of a message", metadata: ["error": "\(error)"])
-                }
+                // Delivered but not recorded: the lease runs out and the row may go again.
+                logger.critical(
+                    "Mail delivered but not recorded as sent", metadata: delivery.logMetadata.merging(["error": "\(error)"]) { $1 })
             }
         }
         pending.removeAll()
@@ -347,5 +329,12 @@ final class Doorbell: Sendable {
             _ = condition.wait(until: Date().addingTimeInterval(timeout))
         }
         rung.withLock { $0 = false }
+    }
+}
+
+extension Delivery {
+    /// What the logs say about a delivery; made only when a line is written.
+    fileprivate var logMetadata: Logger.Metadata {
+        ["outbox": "\(outboxId)", "kind": "\(kind.rawValue)", "attempt": "\(attempt)"]
     }
 }
