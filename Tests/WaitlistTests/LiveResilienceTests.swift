@@ -20,8 +20,13 @@ struct LiveResilienceTests {
         let addresses = try cli.seedConfirmed(count: 3000)
         let open = try cli.start(
             ["open", "--date", "2027-03-15", "--url", enrol, "--yes"], extraEnvironment: ["WAITLIST_SMTP_URL": server.url])
-        try #require(server.waitUntilHolding(), "open never got past 1,000 messages")
-        kill(open.processIdentifier, SIGKILL)
+        let pid = open.processIdentifier
+        let held = await onOwnThread {
+            guard server.waitUntilHolding() else { return false }
+            kill(pid, SIGKILL)
+            return true
+        }
+        try #require(held, "open never got past 1,000 messages")
         open.waitUntilExit()
         #expect(open.terminationReason == .uncaughtSignal)
         server.release()
@@ -52,11 +57,17 @@ struct LiveResilienceTests {
         let errors = Pipe()
         let open = try cli.start(
             ["open", "--date", "2027-03-15", "--url", enrol, "--yes"], extraEnvironment: ["WAITLIST_SMTP_URL": server.url], errors: errors)
-        try #require(server.waitUntilHolding(), "open never got past 300 messages")
-        kill(open.processIdentifier, SIGINT)
-        let acknowledged = errors.read(until: "Stopping after the messages in flight")
+        let pid = open.processIdentifier
+        let interrupted = await onOwnThread { () -> String? in
+            guard server.waitUntilHolding() else { return nil }
+            kill(pid, SIGINT)
+            // Only once open says it is stopping may the relay answer the messages in flight.
+            let acknowledged = errors.read(until: "Stopping after the messages in flight")
+            server.release()
+            return acknowledged
+        }
+        let acknowledged = try #require(interrupted, "open never got past 300 messages")
         #expect(acknowledged.contains("Stopping after the messages in flight"), "\(acknowledged)")
-        server.release()
         let stderr = acknowledged + String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         open.waitUntilExit()
         #expect(open.terminationStatus == 75)

@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import Synchronization
 import Testing
 
 /// A running `Tests/support/smtp_server.py` (aiosmtpd) on a free port, for live SMTP tests.
@@ -182,8 +183,7 @@ final class SMTPTestServer {
 
     /// Waits until the server holds a message (see ``Options/holdsAfter``), up to `timeout`.
     ///
-    /// It blocks its thread rather than awaiting, so what the test does next happens while the
-    /// messages are still held, however busy the machine and the test's other tasks are.
+    /// It blocks its thread: call it inside ``onOwnThread(_:)``, with what must follow at once.
     func waitUntilHolding(timeout: Duration = .seconds(120)) -> Bool {
         let marker = maildir.appendingPathComponent("held").path
         let clock = ContinuousClock()
@@ -237,15 +237,20 @@ final class SMTPTestServer {
     /// Reads up to the first newline on a background thread; kills `process` if that takes longer than `seconds`.
     private static func readFirstLine(of handle: FileHandle, killingAfter seconds: Double, process: Process) async -> String? {
         let pid = process.processIdentifier
-        let watchdog = DispatchWorkItem { kill(pid, SIGKILL) }
-        DispatchQueue.global().asyncAfter(deadline: .now() + seconds, execute: watchdog)
-        defer { watchdog.cancel() }
+        // Whichever comes first, the line or the deadline, settles it. The line settles it right
+        // where it is read, not when the awaiting task runs again: on a busy test run that can take
+        // longer than `seconds`, and a server that did start would be killed.
+        let outcome = FirstComer()
+        DispatchQueue.global().asyncAfter(deadline: .now() + seconds) {
+            if outcome.arrive() { kill(pid, SIGKILL) }
+        }
         return await withCheckedContinuation { continuation in
             DispatchQueue.global().async {
                 var line: [UInt8] = []
                 while let byte = try? handle.read(upToCount: 1)?.first, byte != UInt8(ascii: "\n") {
                     line.append(byte)
                 }
+                _ = outcome.arrive()
                 continuation.resume(returning: line.isEmpty ? nil : String(decoding: line, as: UTF8.self))
             }
         }
@@ -281,5 +286,18 @@ final class SMTPTestServer {
             throw StartError(description: "openssl could not make a test certificate (status \(openssl.terminationStatus)).")
         }
         return (certificate, key)
+    }
+}
+
+/// Tells the first of several threads that it came first.
+private final class FirstComer: Sendable {
+    private let anyoneArrived = Mutex(false)
+
+    /// `true` for the first caller only.
+    func arrive() -> Bool {
+        anyoneArrived.withLock { arrived in
+            defer { arrived = true }
+            return !arrived
+        }
     }
 }

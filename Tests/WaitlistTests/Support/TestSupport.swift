@@ -141,10 +141,32 @@ struct TestWorld {
     }
 }
 
+/// Runs blocking work on a thread of its own and awaits its result.
+///
+/// Tests run on Swift's concurrency pool, which has as many threads as the machine has cores, and
+/// many tests block them (waiting for a child process, say). Work here neither holds one of them
+/// nor waits for one to run again: what it does after a wait (signal a process the moment a relay
+/// holds its messages) happens at once, however busy the pool is.
+func onOwnThread<T: Sendable>(_ body: @escaping () -> T) async -> T {
+    let work = UncheckedSendable(body)
+    return await withCheckedContinuation { continuation in
+        Thread { continuation.resume(returning: work.value()) }.start()
+    }
+}
+
+/// Carries a value the compiler cannot prove may cross threads, where the code hands it over once.
+private struct UncheckedSendable<Value>: @unchecked Sendable {
+    let value: Value
+
+    init(_ value: Value) {
+        self.value = value
+    }
+}
+
 extension Pipe {
     /// Reads what a child process writes until the text contains `expected`, the writer closes
-    /// its end, or `timeout` passes; returns everything read. Blocks its thread (see
-    /// ``SMTPTestServer/waitUntilHolding(timeout:)`` for why).
+    /// its end, or `timeout` passes; returns everything read. Blocks its thread (use it inside
+    /// ``onOwnThread(_:)``).
     func read(until expected: String, timeout: Duration = .seconds(60)) -> String {
         let descriptor = fileHandleForReading.fileDescriptor
         let clock = ContinuousClock()
