@@ -274,15 +274,15 @@ class OpenRun:
             self.proc.send_signal(signal.SIGINT)
 
     def delivered(self) -> int | None:
-        for _, text in self.stdout_lines:
-            found = re.match(r"Delivered (\d+)", text)
-            if found:
-                return int(found.group(1))
-        return None
+        return self._number(r"^Delivered (\d+)")
 
     def queued_count(self) -> int | None:
+        return self._number(r"; (\d+) announcements queued")
+
+    def _number(self, pattern: str) -> int | None:
+        """The number `pattern` captures in the first stdout line it matches."""
         for _, text in self.stdout_lines:
-            found = re.search(r"; (\d+) announcements queued", text)
+            found = re.search(pattern, text)
             if found:
                 return int(found.group(1))
         return None

@@ -161,7 +161,7 @@ private func randomDelivery(using generator: inout SplitMix64) -> Delivery {
         "\(local)@example.org", "анна@пример.рф", "\(local)@\(String(repeating: "sub.", count: 40))example.org", "a b\u{7}@example.org",
     ]
     return Delivery(
-        outboxId: 1, kind: kind, subscriberId: 1, recipient: recipients.randomElement(using: &generator)!,
+        outboxId: 1, kind: kind, recipient: recipients.randomElement(using: &generator)!,
         language: Bool.random(using: &generator) ? .ru : .en, course: course, opening: kind == .announcement ? opening : nil,
         confirmToken: kind == .confirmation ? Token.generate() : nil, unsubscribeToken: Token.generate(), attempt: 1)
 }

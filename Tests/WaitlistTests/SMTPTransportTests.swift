@@ -189,6 +189,20 @@ import Testing
         #expect(try server.receivedMessages().map(\.data) == [message])
     }
 
+    @Test(arguments: [1, 300_000])
+    func aHookSayingNoAbandonsTheMessageBeforeTheRelayCanAcceptIt(lines: Int) async throws {
+        let server = try await SMTPTestServer.start()
+        defer { server.stop() }
+        let session = try SMTPSession(configuration: try SMTPConfiguration(url: server.url), ehloName: "waitlist.test")
+        defer { session.close() }
+        let message = Array(("Subject: held back\r\n\r\n" + String(repeating: "line\r\n", count: lines)).utf8)
+
+        #expect(throws: DeliveryError.transient("The message was abandoned before its end; the relay did not accept it.")) {
+            try session.send(rendered: message, from: "waitlist@example.org", to: "anna@example.com") { false }
+        }
+        #expect(server.receivedCount() == 0)
+    }
+
     @Test func theHookBeforeTheEndDoesNotRunWhenTheRecipientIsRefused() async throws {
         let server = try await SMTPTestServer.start()
         defer { server.stop() }

@@ -7,7 +7,6 @@ import GRDB
 public struct Delivery: Sendable {
     public var outboxId: Int64
     public var kind: MailKind
-    public var subscriberId: Int64
     public var recipient: String
     public var language: Language
     public var course: Course
@@ -125,7 +124,7 @@ extension AppDatabase {
                     continue
                 }
                 let delivery = Delivery(
-                    outboxId: id, kind: kind, subscriberId: subscriberId, recipient: subscriber.email, language: subscriber.language,
+                    outboxId: id, kind: kind, recipient: subscriber.email, language: subscriber.language,
                     course: course, opening: opening, confirmToken: kind == .confirmation ? Token.generate() : nil,
                     unsubscribeToken: Token.generate(keyedBy: id), attempt: row["attempts"])
                 if let confirm = delivery.confirmToken {

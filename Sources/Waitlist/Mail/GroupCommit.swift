@@ -5,10 +5,10 @@ import Foundation
 ///
 /// The lanes of a sender record each message sent right after the relay's `250`. One transaction
 /// per message made the database's single writer the limit on how fast all lanes together could
-/// go; and a lane that waited for its transaction could not talk to the relay meanwhile. Here a lane hands its items
-/// over (``submit(_:)``) and goes on; the writer thread writes everything handed over since its
-/// last transaction in one; the lane waits for its ``Ticket`` only where it must (the sender:
-/// before the end of its next message).
+/// go; and a lane that waited for its transaction could not talk to the relay meanwhile. Here a
+/// lane hands its items over (``submit(_:)``) and goes on; the writer thread writes everything
+/// handed over since its last transaction in one; the lane waits for its ``Ticket`` only where it
+/// must (the sender: before the end of its next message).
 ///
 /// The writer thread starts with the first item and ends after a second without any.
 final class GroupCommit<Item>: @unchecked Sendable {

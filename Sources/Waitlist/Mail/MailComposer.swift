@@ -209,8 +209,7 @@ extension MailComposer {
         let opening = Opening(id: nil, courseId: course.id ?? 0, date: date, enrolURL: enrolURL, openedAt: Date(), closedAt: nil)
         return message(
             for: Delivery(
-                outboxId: 0, kind: .announcement, subscriberId: 0, recipient: "subscriber@example.org", language: .ru, course: course,
-                opening: opening,
+                outboxId: 0, kind: .announcement, recipient: "subscriber@example.org", language: .ru, course: course, opening: opening,
                 confirmToken: nil, unsubscribeToken: Token.generate(), attempt: 1))
     }
 }

@@ -46,7 +46,7 @@ struct MessageTemplate: Sendable {
 
     /// Every message ID the composer makes has this many hex digits.
     static let messageIDDigitCount = 32
-    /// Every token is 256 bits in base64url.
+    /// Every token is 32 bytes in base64url.
     static let tokenLength = 43
     /// `Sun, 29 Nov 2026 00:56:39 +0000`: the length of every `Date` value from 1000 to 9999.
     static let dateLength = 31
