@@ -9,8 +9,7 @@ extension AppDatabase {
             if let existing = try Data.fetchOne(db, sql: "SELECT value FROM secret WHERE name = ?", arguments: [name]) {
                 return existing
             }
-            var generator = SystemRandomNumberGenerator()
-            let key = Data((0..<32).map { _ in UInt8.random(in: .min ... .max, using: &generator) })
+            let key = Data(SecureRandom.bytes(32))
             try db.execute(sql: "INSERT INTO secret (name, value, createdAt) VALUES (?, ?, ?)", arguments: [name, key, Date()])
             return key
         }

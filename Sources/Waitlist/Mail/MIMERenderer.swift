@@ -89,8 +89,7 @@ public enum MIMERenderer {
     /// 128 bits of the system's secure random generator as 32 hex digits, the part of a message
     /// ID before `@`.
     static func makeMessageIDDigits() -> String {
-        var generator = SystemRandomNumberGenerator()
-        return hexDigits(generator.next()) + hexDigits(generator.next())
+        SecureRandom.hexDigits(16)
     }
 
     /// A domain as it can stand after the `@` of a message ID: without the characters that cannot,

@@ -17,24 +17,14 @@ public struct Token: Sendable, Hashable, CustomStringConvertible {
 
     /// A fresh token from the system's cryptographic generator.
     public static func generate() -> Token {
-        var generator = SystemRandomNumberGenerator()
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(32)
-        for _ in 0..<4 {
-            withUnsafeBytes(of: generator.next() as UInt64) { bytes.append(contentsOf: $0) }
-        }
-        return Token(value: base64URL(bytes))
+        Token(value: base64URL(SecureRandom.bytes(32)))
     }
 
     /// A fresh token for the mail in outbox row `messageId`: the row's number, then 192 random bits.
     public static func generate(keyedBy messageId: Int64) -> Token {
-        var generator = SystemRandomNumberGenerator()
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(32)
-        withUnsafeBytes(of: UInt64(bitPattern: messageId).bigEndian) { bytes.append(contentsOf: $0) }
-        for _ in 0..<3 {
-            withUnsafeBytes(of: generator.next() as UInt64) { bytes.append(contentsOf: $0) }
-        }
+        var bytes = [UInt8](repeating: 0, count: 32)
+        withUnsafeBytes(of: UInt64(bitPattern: messageId).bigEndian) { bytes.replaceSubrange(0..<8, with: $0) }
+        bytes.withUnsafeMutableBytes { SecureRandom.fill(UnsafeMutableRawBufferPointer(rebasing: $0[8...])) }
         return Token(value: base64URL(bytes))
     }
 
