@@ -5,7 +5,6 @@
 
 /* Typed wrappers over libcurl's variadic calls, which Swift cannot call directly. */
 
-typedef size_t (*waitlist_curl_read_callback)(char *buffer, size_t size, size_t nitems, void *userdata);
 typedef size_t (*waitlist_curl_header_callback)(char *buffer, size_t size, size_t nitems, void *userdata);
 
 static inline CURLcode waitlist_curl_setopt_long(CURL *handle, CURLoption option, long value) {
@@ -20,19 +19,15 @@ static inline CURLcode waitlist_curl_setopt_pointer(CURL *handle, CURLoption opt
     return curl_easy_setopt(handle, option, value);
 }
 
-static inline CURLcode waitlist_curl_setopt_slist(CURL *handle, CURLoption option, struct curl_slist *value) {
-    return curl_easy_setopt(handle, option, value);
-}
-
-static inline CURLcode waitlist_curl_setopt_read_function(CURL *handle, waitlist_curl_read_callback callback) {
-    return curl_easy_setopt(handle, CURLOPT_READFUNCTION, callback);
-}
-
 static inline CURLcode waitlist_curl_setopt_header_function(CURL *handle, waitlist_curl_header_callback callback) {
     return curl_easy_setopt(handle, CURLOPT_HEADERFUNCTION, callback);
 }
 
 static inline CURLcode waitlist_curl_getinfo_long(CURL *handle, CURLINFO info, long *value) {
+    return curl_easy_getinfo(handle, info, value);
+}
+
+static inline CURLcode waitlist_curl_getinfo_socket(CURL *handle, CURLINFO info, curl_socket_t *value) {
     return curl_easy_getinfo(handle, info, value);
 }
 

@@ -54,8 +54,11 @@ def write_atomically(path, data):
 class MaildirHandler:
     """aiosmtpd hooks: applies the address rules above and stores accepted messages."""
 
-    def __init__(self, maildir, credentials, refuse_all=False, hold_after=None):
+    def __init__(self, maildir, credentials, refuse_all=False, hold_after=None, pipelining=False, close_after=None):
         self.maildir = maildir
+        self.pipelining = pipelining
+        self.close_after = close_after
+        self.closed_connections = 0
         self.credentials = credentials
         self.refuse_all = refuse_all
         self.hold_after = hold_after
@@ -74,11 +77,23 @@ class MaildirHandler:
         while not os.path.exists(release):
             await asyncio.sleep(0.01)
 
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        """aiosmtpd's answer to EHLO, with PIPELINING (RFC 2920) among the extensions if asked for.
+
+        aiosmtpd reads commands one line at a time, so it serves pipelined commands as they are; it
+        only does not say so."""
+        session.host_name = hostname
+        if self.pipelining:
+            responses.insert(len(responses) - 1, "250-PIPELINING")
+        return responses
+
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
         if local_part(address).startswith("reject"):
             return "553 5.7.1 sender not allowed"
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
+        # Whether RCPT TO came with MAIL FROM, before this answer: the client pipelined them.
+        envelope.pipelined = b"RCPT" in bytes(server._reader._buffer)
         return "250 OK"
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
@@ -112,9 +127,19 @@ class MaildirHandler:
             "peer": "%s:%d" % session.peer[:2],
             "tls": session.ssl is not None,
             "authenticated": session.authenticated is True,
+            "pipelined": getattr(envelope, "pipelined", False),
         }
         write_atomically(base + ".json", json.dumps(envelope_record, ensure_ascii=False).encode())
+        session.messages = getattr(session, "messages", 0) + 1
+        if self.close_after is not None and session.messages >= self.close_after:
+            # Hang up once the answer below is written, as a relay that limits messages per connection does.
+            asyncio.get_running_loop().call_soon(self.hang_up, server)
         return "250 OK"
+
+    def hang_up(self, server):
+        server.transport.close()
+        self.closed_connections += 1
+        write_atomically(os.path.join(self.maildir, "hung-up"), str(self.closed_connections).encode())
 
     def authenticate(self, server, session, envelope, mechanism, auth_data):
         """aiosmtpd's authenticator: checks the login and records the attempt."""
@@ -145,6 +170,8 @@ def parse_arguments():
     parser.add_argument("--require-starttls", action="store_true", help="refuse commands until STARTTLS")
     parser.add_argument("--silent", action="store_true", help="accept connections but never answer (for timeouts)")
     parser.add_argument("--refuse-all", action="store_true", help="refuse every recipient with 554 (a relay refusing us)")
+    parser.add_argument("--pipelining", action="store_true", help="offer PIPELINING in the answer to EHLO")
+    parser.add_argument("--close-after", type=int, metavar="N", help="hang up after N messages on a connection")
     parser.add_argument("--hold-after", type=int, metavar="N", help="hold the messages after the first N until DIR/release exists")
     return parser.parse_args()
 
@@ -153,7 +180,12 @@ async def serve(arguments):
     os.makedirs(arguments.maildir, exist_ok=True)
     credentials = tuple(arguments.auth.split(":", 1)) if arguments.auth else None
     handler = MaildirHandler(
-        arguments.maildir, credentials, refuse_all=arguments.refuse_all, hold_after=arguments.hold_after
+        arguments.maildir,
+        credentials,
+        refuse_all=arguments.refuse_all,
+        hold_after=arguments.hold_after,
+        pipelining=arguments.pipelining,
+        close_after=arguments.close_after,
     )
     tls_context = None
     if arguments.starttls:

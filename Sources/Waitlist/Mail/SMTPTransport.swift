@@ -3,8 +3,8 @@ import Foundation
 
 /// Delivers mail to an SMTP relay through libcurl.
 ///
-/// Each session owns one libcurl easy handle, so consecutive messages share one connection (and one TLS
-/// handshake and login) for as long as the relay keeps it open.
+/// Each session keeps one connection that libcurl set up, so consecutive messages share one TLS handshake
+/// and login for as long as the relay keeps the connection open.
 public struct SMTPTransport: MailTransport {
     public let configuration: SMTPConfiguration
     /// The name this host gives in `EHLO`, e.g. the host of `WAITLIST_BASE_URL`.
@@ -33,31 +33,154 @@ private enum CurlLibrary {
     }()
 }
 
-/// One sequential SMTP sender: a libcurl easy handle reused for every message, so libcurl keeps the connection
-/// open between them; ``close()`` ends it with `QUIT`.
+/// One sequential SMTP sender: one connection, kept open between messages; ``close()`` ends it with
+/// `QUIT`.
+///
+/// libcurl makes the connection: TCP, TLS (`smtps://`) or STARTTLS, `EHLO` and the login, then hands it
+/// over (`CURLOPT_CONNECT_ONLY`); each message's transaction (`MAIL FROM`, `RCPT TO`, `DATA`, the
+/// dot-stuffed message) goes through libcurl's `curl_easy_send` and `curl_easy_recv` on that connection,
+/// and ``SMTPConnection`` reads the replies. Where the relay offers PIPELINING (RFC 2920) the three
+/// commands go out together and the message in one write: two round trips a message where
+/// `curl_easy_perform` takes four, and a fraction of its work per message (bench/README.md).
 ///
 /// The session blocks while it talks to the relay, so the caller drives it from a thread of its own. It is
-/// `@unchecked Sendable` because every use of the handle and its buffers happens with `lock` held: the session may
-/// be handed to another thread, and calls from two threads at once wait for each other instead of racing.
+/// `@unchecked Sendable` because every use of the connection happens with `lock` held: the session may be
+/// handed to another thread, and calls from two threads at once wait for each other instead of racing.
 final class SMTPSession: RenderedMailSession, @unchecked Sendable {
     private let configuration: SMTPConfiguration
+    private let ehloName: String
     private let lock = NSLock()
-    /// The easy handle; `nil` once closed.
-    private var handle: UnsafeMutableRawPointer?
-    /// libcurl writes its last error message here (`CURLOPT_ERRORBUFFER`); it lives as long as the handle.
-    private let errorBuffer: UnsafeMutablePointer<CChar>
+    /// The open connection; `nil` before the first message and after a failure that left it unusable.
+    private var connection: SMTPConnection?
+    private var isClosed = false
 
     init(configuration: SMTPConfiguration, ehloName: String) throws(DeliveryError) {
         guard CurlLibrary.isInitialized else { throw .transient("libcurl could not be initialised.") }
-        guard let handle = curl_easy_init() else { throw .transient("libcurl could not create a handle.") }
         self.configuration = configuration
-        self.handle = handle
-        errorBuffer = .allocate(capacity: Int(CURL_ERROR_SIZE))
-        errorBuffer.initialize(repeating: 0, count: Int(CURL_ERROR_SIZE))
-        let code = Self.configure(handle, for: configuration, ehloName: ehloName, errorBuffer: errorBuffer)
-        guard code == CURLE_OK else {  // deinit frees the handle
-            throw .transient("libcurl refused the SMTP settings: \(String(cString: curl_easy_strerror(code))).")
+        self.ehloName = ehloName
+    }
+
+    deinit {
+        close()
+    }
+
+    func send(_ message: MailMessage) throws(DeliveryError) {
+        try send(rendered: MIMERenderer.render(message), from: message.from.address, to: message.to.address)
+    }
+
+    /// Delivers bytes that are already a complete RFC 5322 message with CRLF line endings; the session does
+    /// the dot-stuffing. ``send(_:)`` renders and calls this, and so does the outbox sender with bytes from a
+    /// message template; tests call it to control the exact bytes.
+    func send(rendered message: [UInt8], from sender: String, to recipient: String) throws(DeliveryError) {
+        try send(rendered: message, from: sender, to: recipient, beforeEnd: { true })
+    }
+
+    /// ``send(rendered:from:to:)``, calling `beforeEnd` once the relay has taken the envelope, just before
+    /// the message's last bytes (its last 64 KiB, with the end of DATA) go out. When `beforeEnd` returns
+    /// `false` the connection is dropped without the end of DATA, so the relay never accepts the message.
+    func send(rendered message: [UInt8], from sender: String, to recipient: String, beforeEnd: @escaping () -> Bool)
+        throws(DeliveryError)
+    {
+        lock.lock()
+        defer { lock.unlock() }
+        guard !isClosed else { throw .transient("The SMTP session was already closed.") }
+        guard Self.isSafeEnvelopeAddress(sender) else {
+            throw .transient("The sender address cannot be used in an SMTP envelope.")
         }
+        guard Self.isSafeEnvelopeAddress(recipient) else {
+            throw .permanent("The recipient address cannot be used in an SMTP envelope.")
+        }
+        // A relay may drop a connection that stayed idle, or say it is closing (421): start afresh then.
+        if let open = connection, !open.isStillOpen() {
+            open.close()
+            connection = nil
+        }
+        let connection: SMTPConnection
+        if let open = self.connection {
+            connection = open
+        } else {
+            connection = try SMTPConnection(configuration: configuration, ehloName: ehloName)
+            self.connection = connection
+        }
+        do throws(DeliveryError) {
+            try connection.deliver(message, from: sender, to: recipient, beforeEnd: beforeEnd)
+        } catch {
+            if !connection.isUsable {
+                connection.close()
+                self.connection = nil
+            }
+            throw error
+        }
+    }
+
+    func close() {
+        lock.lock()
+        defer { lock.unlock() }
+        isClosed = true
+        connection?.close()
+        connection = nil
+    }
+
+    /// Whether an address can go into `MAIL FROM:<...>` / `RCPT TO:<...>` without changing the command.
+    private static func isSafeEnvelopeAddress(_ address: String) -> Bool {
+        !address.isEmpty && !address.unicodeScalars.contains { $0.value < 0x20 || $0 == "<" || $0 == ">" || $0 == "\u{7F}" }
+    }
+}
+
+/// One connection to the relay: set up by libcurl, then used for SMTP transactions one after another.
+final class SMTPConnection {
+    /// The easy handle that owns the connection.
+    private let handle: UnsafeMutableRawPointer
+    /// libcurl writes its last error message here (`CURLOPT_ERRORBUFFER`); it lives as long as the handle.
+    private let errorBuffer: UnsafeMutablePointer<CChar>
+    /// What the relay said while libcurl set the connection up; libcurl holds a pointer to it.
+    private let greeting: Greeting
+    /// The connection's socket, to wait on.
+    private let socket: Int32
+    /// How long one message may take.
+    private let messageTimeout: Duration
+    /// `host:port`, for the reasons.
+    private let relay: String
+    /// Bytes received and not yet read as replies.
+    private var received: [UInt8] = []
+    /// Where `curl_easy_recv` writes.
+    private var scratch = [UInt8](repeating: 0, count: 16 * 1024)
+    /// `false` once the connection is in a state no next message can start from (mid-DATA, timed out,
+    /// closed by the relay): it must be dropped.
+    private(set) var isUsable = true
+    private var isClosed = false
+
+    /// Connects, says `EHLO`, starts TLS and logs in as `configuration` asks; throws what went wrong.
+    init(configuration: SMTPConfiguration, ehloName: String) throws(DeliveryError) {
+        guard let handle = curl_easy_init() else { throw .transient("libcurl could not create a handle.") }
+        let errorBuffer = UnsafeMutablePointer<CChar>.allocate(capacity: Int(CURL_ERROR_SIZE))
+        errorBuffer.initialize(repeating: 0, count: Int(CURL_ERROR_SIZE))
+        let greeting = Greeting()
+        let relay = "\(configuration.hostForURL):\(configuration.port)"
+        var code = Self.configure(handle, for: configuration, ehloName: ehloName, errorBuffer: errorBuffer, greeting: greeting)
+        if code == CURLE_OK {
+            code = withExtendedLifetime(greeting) { curl_easy_perform(handle) }
+        }
+        var socket: curl_socket_t = CURL_SOCKET_BAD
+        if code == CURLE_OK {
+            code = waitlist_curl_getinfo_socket(handle, CURLINFO_ACTIVESOCKET, &socket)
+        }
+        guard code == CURLE_OK, socket != CURL_SOCKET_BAD else {
+            var responseCode = 0
+            _ = waitlist_curl_getinfo_long(handle, CURLINFO_RESPONSE_CODE, &responseCode)
+            let failure = SMTPFailure(
+                code: code == CURLE_OK ? CURLE_COULDNT_CONNECT : code, errorText: String(cString: errorBuffer),
+                responseCode: responseCode, lastErrorReply: greeting.lastErrorReply, relay: relay)
+            curl_easy_cleanup(handle)
+            errorBuffer.deallocate()
+            throw failure.deliveryError
+        }
+        self.handle = handle
+        self.errorBuffer = errorBuffer
+        self.greeting = greeting
+        self.socket = socket
+        self.messageTimeout = configuration.messageTimeout
+        self.relay = relay
     }
 
     deinit {
@@ -65,85 +188,225 @@ final class SMTPSession: RenderedMailSession, @unchecked Sendable {
         errorBuffer.deallocate()
     }
 
-    func send(_ message: MailMessage) throws(DeliveryError) {
-        try send(rendered: MIMERenderer.render(message), from: message.from.address, to: message.to.address)
+    /// Ends the connection: `QUIT` when it is usable; otherwise it is cut, so that the relay cannot take
+    /// anything sent so far as a message. Safe to call twice.
+    func close() {
+        guard !isClosed else { return }
+        isClosed = true
+        if !isUsable {
+            // libcurl's cleanup says QUIT and waits for the answer: make that fail at once.
+            shutdown(socket, Int32(SHUT_RDWR))
+        }
+        withExtendedLifetime(greeting) { curl_easy_cleanup(handle) }
     }
 
-    /// Delivers bytes that are already a complete RFC 5322 message with CRLF line endings; libcurl does the
-    /// dot-stuffing. ``send(_:)`` renders and calls this, and so does the outbox sender with bytes from a
-    /// message template; tests call it to control the exact bytes.
-    func send(rendered message: [UInt8], from sender: String, to recipient: String) throws(DeliveryError) {
-        try send(rendered: message, from: sender, to: recipient, beforeEnd: { true })
+    /// Whether the relay has neither closed the connection nor said anything unasked (a `421`, say).
+    func isStillOpen() -> Bool {
+        guard isUsable, received.isEmpty else { return false }
+        var descriptor = pollfd(fd: socket, events: Int16(POLLIN), revents: 0)
+        guard poll(&descriptor, 1, 0) > 0 else { return true }
+        // Readable: the end of the connection, a reply nobody asked for, or only TLS housekeeping.
+        var count = 0
+        let code = scratch.withUnsafeMutableBytes { curl_easy_recv(handle, $0.baseAddress, $0.count, &count) }
+        return code == CURLE_AGAIN
     }
 
-    /// ``send(rendered:from:to:)``, calling `beforeEnd` from libcurl's read callback just before it hands
-    /// libcurl the message's last bytes: libcurl sends the end of DATA only after them. When `beforeEnd`
-    /// returns `false` the callback aborts the transfer, so the relay never accepts the message.
-    func send(rendered message: [UInt8], from sender: String, to recipient: String, beforeEnd: @escaping () -> Bool)
+    // MARK: - One message
+
+    /// Runs one SMTP transaction: the envelope, then the dot-stuffed message; returns once the relay has
+    /// answered the end of DATA with `250`.
+    func deliver(_ message: [UInt8], from sender: String, to recipient: String, beforeEnd: () -> Bool)
         throws(DeliveryError)
     {
-        lock.lock()
-        defer { lock.unlock() }
-        guard let handle else { throw .transient("The SMTP session was already closed.") }
-        guard Self.isSafeEnvelopeAddress(sender) else {
-            throw .transient("The sender address cannot be used in an SMTP envelope.")
+        let deadline = ContinuousClock.now + messageTimeout
+        var mailFrom = "MAIL FROM:<\(sender)>"
+        if greeting.offersSize { mailFrom += " SIZE=\(message.count)" }
+        if greeting.offersSMTPUTF8 && !(sender.utf8.allSatisfy { $0 < 0x80 } && recipient.utf8.allSatisfy { $0 < 0x80 }) {
+            mailFrom += " SMTPUTF8"
         }
-        guard Self.isSafeEnvelopeAddress(recipient) else {
-            throw .permanent("The recipient address cannot be used in an SMTP envelope.")
+        let commands = [mailFrom, "RCPT TO:<\(recipient)>", "DATA"]
+        var replies: [Reply] = []
+        if greeting.offersPipelining {
+            try write(Array(commands.joined(separator: "\r\n").utf8 + [0x0D, 0x0A])[...], until: deadline)
+            for _ in commands { replies.append(try readReply(until: deadline)) }
+        } else {
+            for command in commands {
+                try write(Array((command + "\r\n").utf8)[...], until: deadline)
+                let reply = try readReply(until: deadline)
+                replies.append(reply)
+                if !reply.isPositive { break }
+            }
+        }
+        if replies.contains(where: { $0.code == 421 }) { isUsable = false }  // the relay is closing the connection
+        let dataTaken = replies.count == 3 && replies[2].code == 354
+        if replies[0].code / 100 != 2 {
+            if dataTaken { isUsable = false }  // it waits for a message that will not come
+            throw .transient("The relay \(relay) refused the sender: \(replies[0].line).")
+        }
+        if replies[1].code / 100 != 2 {
+            if dataTaken { isUsable = false } else { try reset(until: deadline) }
+            throw replies[1].code / 100 == 5
+                ? .permanent("The relay \(relay) refused the recipient: \(replies[1].line).")
+                : .transient("The relay \(relay) deferred the recipient: \(replies[1].line).")
+        }
+        guard dataTaken else {
+            try reset(until: deadline)
+            throw .transient("The relay \(relay) did not take the message: \(replies[2].line).")
         }
 
-        let exchange = MessageExchange(message: message, beforeEnd: beforeEnd)
-        let context = Unmanaged.passUnretained(exchange).toOpaque()
-        guard let recipients = curl_slist_append(nil, "<\(recipient)>") else {
-            throw .transient("libcurl could not allocate the recipient list.")
+        let data = Self.dotStuffed(message)
+        let endStart = max(0, data.count - Self.lastPart)
+        isUsable = false  // until the relay has answered the end of DATA
+        try write(data[..<endStart], until: deadline)
+        guard beforeEnd() else { throw .transient("The message was abandoned before its end; the relay did not accept it.") }
+        try write(data[endStart...], until: deadline)
+        let reply = try readReply(until: deadline)
+        isUsable = reply.code != 421
+        switch reply.code / 100 {
+        case 2: return
+        case 5: throw .permanent("The relay \(relay) refused the message: \(reply.line).")
+        default: throw .transient("The relay \(relay) deferred the message: \(reply.line).")
         }
-        defer { curl_slist_free_all(recipients) }
-
-        var code = waitlist_curl_setopt_string(handle, CURLOPT_MAIL_FROM, "<\(sender)>")
-        code = code == CURLE_OK ? waitlist_curl_setopt_slist(handle, CURLOPT_MAIL_RCPT, recipients) : code
-        code = code == CURLE_OK ? waitlist_curl_setopt_long(handle, CURLOPT_INFILESIZE, exchange.message.count) : code
-        code = code == CURLE_OK ? waitlist_curl_setopt_pointer(handle, CURLOPT_READDATA, context) : code
-        code = code == CURLE_OK ? waitlist_curl_setopt_pointer(handle, CURLOPT_HEADERDATA, context) : code
-        if code == CURLE_OK {
-            errorBuffer[0] = 0
-            code = withExtendedLifetime(exchange) { curl_easy_perform(handle) }
-        }
-        // The exchange and the recipient list die with this call; libcurl must not keep pointers to them.
-        _ = waitlist_curl_setopt_pointer(handle, CURLOPT_READDATA, nil)
-        _ = waitlist_curl_setopt_pointer(handle, CURLOPT_HEADERDATA, nil)
-        _ = waitlist_curl_setopt_slist(handle, CURLOPT_MAIL_RCPT, nil)
-
-        guard code != CURLE_OK else { return }
-        if exchange.isAbandoned { throw .transient("The message was abandoned before its end; the relay did not accept it.") }
-        var responseCode = 0
-        _ = waitlist_curl_getinfo_long(handle, CURLINFO_RESPONSE_CODE, &responseCode)
-        let failure = SMTPFailure(
-            code: code,
-            errorText: String(cString: errorBuffer),
-            responseCode: responseCode,
-            lastErrorReply: exchange.lastErrorReply,
-            messageWasUploaded: exchange.isUploadComplete,
-            relay: "\(configuration.hostForURL):\(configuration.port)"
-        )
-        throw failure.deliveryError
     }
 
-    func close() {
-        lock.lock()
-        defer { lock.unlock() }
-        guard let handle else { return }
-        curl_easy_cleanup(handle)
-        self.handle = nil
+    /// Ends a transaction that will not carry a message (`RSET`), so the next can start; a connection
+    /// whose relay does not agree is dropped.
+    private func reset(until deadline: ContinuousClock.Instant) throws(DeliveryError) {
+        guard isUsable else { return }
+        try write(Array("RSET\r\n".utf8)[...], until: deadline)
+        if try readReply(until: deadline).code / 100 != 2 { isUsable = false }
+    }
+
+    /// How much of the message, at most, goes out after `beforeEnd`: all of a usual one, in one write.
+    static let lastPart = 64 * 1024
+
+    /// `message` as DATA carries it (RFC 5321 §4.5.2): a dot doubled at the start of every line, and the
+    /// end-of-data line after it.
+    static func dotStuffed(_ message: [UInt8]) -> [UInt8] {
+        let dot = UInt8(ascii: "."), cr = UInt8(ascii: "\r"), lf = UInt8(ascii: "\n")
+        var data: [UInt8] = []
+        data.reserveCapacity(message.count + 64)
+        message.withUnsafeBufferPointer { bytes in
+            var copiedUpTo = 0
+            var index = 0
+            while let found = bytes[index...].firstIndex(of: dot) {
+                if found == 0 || (found >= 2 && bytes[found - 1] == lf && bytes[found - 2] == cr) {
+                    data.append(contentsOf: bytes[copiedUpTo...found])
+                    copiedUpTo = found  // the dot goes out twice
+                }
+                index = found + 1
+            }
+            data.append(contentsOf: bytes[copiedUpTo...])
+        }
+        if !(data.count >= 2 && data[data.count - 2] == cr && data[data.count - 1] == lf) { data += [cr, lf] }
+        data += [dot, cr, lf]
+        return data
+    }
+
+    // MARK: - Reading and writing
+
+    /// One reply of the relay: its code and its last line, as readable text.
+    struct Reply {
+        var code: Int
+        var line: String
+        /// 2xx or 3xx.
+        var isPositive: Bool { (200...399).contains(code) }
+    }
+
+    private func write(_ bytes: ArraySlice<UInt8>, until deadline: ContinuousClock.Instant) throws(DeliveryError) {
+        var offset = bytes.startIndex
+        while offset < bytes.endIndex {
+            var count = 0
+            let code = bytes.withUnsafeBytes { buffer in
+                curl_easy_send(handle, buffer.baseAddress! + (offset - bytes.startIndex), bytes.endIndex - offset, &count)
+            }
+            if code == CURLE_OK {
+                offset += count
+            } else if code == CURLE_AGAIN {
+                try wait(for: POLLOUT, until: deadline)
+            } else {
+                throw failed(code)
+            }
+        }
+    }
+
+    /// The next complete reply, reading from the connection as needed.
+    private func readReply(until deadline: ContinuousClock.Instant) throws(DeliveryError) -> Reply {
+        while true {
+            if let reply = try takeReply() { return reply }
+            var count = 0
+            let code = scratch.withUnsafeMutableBytes { curl_easy_recv(handle, $0.baseAddress, $0.count, &count) }
+            if code == CURLE_OK {
+                guard count > 0 else {
+                    isUsable = false
+                    throw .transient("The relay \(relay) closed the connection.")
+                }
+                received.append(contentsOf: scratch[..<count])
+            } else if code == CURLE_AGAIN {
+                try wait(for: POLLIN, until: deadline)
+            } else {
+                throw failed(code)
+            }
+        }
+    }
+
+    /// Takes a whole reply (`250-…` lines up to `250 …`) off the front of `received`, if one is there.
+    private func takeReply() throws(DeliveryError) -> Reply? {
+        var lineStart = 0
+        while let newline = received[lineStart...].firstIndex(of: UInt8(ascii: "\n")) {
+            let line = received[lineStart..<newline]
+            let digits = line.prefix(3)
+            guard digits.count == 3, digits.allSatisfy({ (0x30...0x39).contains($0) }) else {
+                isUsable = false
+                let text = line.withUnsafeBytes { SMTPFailure.printable($0) }
+                throw .transient("The relay \(relay) answered something that is not SMTP: \(text).")
+            }
+            if line.dropFirst(3).first != UInt8(ascii: "-") {
+                let code = digits.reduce(0) { $0 * 10 + Int($1 - 0x30) }
+                let text = line.withUnsafeBytes { SMTPFailure.printable($0) }
+                received.removeSubrange(...newline)
+                return Reply(code: code, line: text)
+            }
+            lineStart = newline + 1
+        }
+        if received.count > 64 * 1024 {
+            isUsable = false
+            throw .transient("The relay \(relay) sent a reply longer than 64 KiB.")
+        }
+        return nil
+    }
+
+    /// Waits until the connection can be read or written (`events`), or throws once `deadline` has passed.
+    private func wait(for events: Int32, until deadline: ContinuousClock.Instant) throws(DeliveryError) {
+        let left = deadline - ContinuousClock.now
+        guard left > .zero else {
+            isUsable = false
+            throw .transient("The relay \(relay) did not answer in time: no reply within \(messageTimeout.components.seconds) s.")
+        }
+        let (seconds, attoseconds) = left.components
+        let milliseconds = Int32(clamping: seconds * 1000 + attoseconds / 1_000_000_000_000_000 + 1)
+        var descriptor = pollfd(fd: socket, events: Int16(events), revents: 0)
+        if poll(&descriptor, 1, milliseconds) < 0 && errno != EINTR {
+            isUsable = false
+            throw .transient("Waiting for the relay \(relay) failed: \(String(cString: strerror(errno))).")
+        }
+    }
+
+    /// A failed `curl_easy_send` or `curl_easy_recv`, which leaves the connection unusable.
+    private func failed(_ code: CURLcode) -> DeliveryError {
+        isUsable = false
+        return .transient("Sending through the relay \(relay) failed: \(String(cString: curl_easy_strerror(code))).")
     }
 
     // MARK: - Setup
 
-    /// Sets the options that stay the same for every message of the session; returns the first failure.
+    /// Sets the options of the connection; returns the first failure.
     private static func configure(
         _ handle: UnsafeMutableRawPointer,
         for configuration: SMTPConfiguration,
         ehloName: String,
-        errorBuffer: UnsafeMutablePointer<CChar>
+        errorBuffer: UnsafeMutablePointer<CChar>,
+        greeting: Greeting
     ) -> CURLcode {
         // libcurl takes the EHLO name from the URL's path.
         var pathAllowed = CharacterSet.urlPathAllowed
@@ -156,17 +419,19 @@ final class SMTPSession: RenderedMailSession, @unchecked Sendable {
             case .startTLSWhenOffered: CURLUSESSL_TRY
             case .startTLSRequired, .implicitTLS: CURLUSESSL_ALL
             }
+        let context = Unmanaged.passUnretained(greeting).toOpaque()
 
         var settings: [() -> CURLcode] = [
             { waitlist_curl_setopt_string(handle, CURLOPT_URL, url) },
+            { waitlist_curl_setopt_long(handle, CURLOPT_CONNECT_ONLY, 1) },
             { waitlist_curl_setopt_long(handle, CURLOPT_NOSIGNAL, 1) },
-            { waitlist_curl_setopt_long(handle, CURLOPT_UPLOAD, 1) },
             { waitlist_curl_setopt_long(handle, CURLOPT_USE_SSL, Int(useSSL.rawValue)) },
             { waitlist_curl_setopt_long(handle, CURLOPT_CONNECTTIMEOUT_MS, milliseconds(configuration.connectTimeout)) },
+            // Bounds the whole set-up: connection, TLS, EHLO and login.
             { waitlist_curl_setopt_long(handle, CURLOPT_TIMEOUT_MS, milliseconds(configuration.messageTimeout)) },
             { waitlist_curl_setopt_pointer(handle, CURLOPT_ERRORBUFFER, errorBuffer) },
-            { waitlist_curl_setopt_read_function(handle, readMessage) },
             { waitlist_curl_setopt_header_function(handle, recordReply) },
+            { waitlist_curl_setopt_pointer(handle, CURLOPT_HEADERDATA, context) },
         ]
         if let credentials = configuration.credentials {
             settings.append { waitlist_curl_setopt_string(handle, CURLOPT_USERNAME, credentials.user) }
@@ -186,120 +451,84 @@ final class SMTPSession: RenderedMailSession, @unchecked Sendable {
         let (seconds, attoseconds) = duration.components
         return Int(seconds) * 1000 + Int(attoseconds / 1_000_000_000_000_000)
     }
-
-    /// Whether an address can go into `MAIL FROM:<...>` / `RCPT TO:<...>` without changing the command.
-    private static func isSafeEnvelopeAddress(_ address: String) -> Bool {
-        !address.isEmpty && !address.unicodeScalars.contains { $0.value < 0x20 || $0 == "<" || $0 == ">" || $0 == "\u{7F}" }
-    }
 }
 
 // MARK: - libcurl callbacks
 
-/// What one `curl_easy_perform` shares with the C callbacks: the message being uploaded and the relay's replies.
+/// What the relay said while libcurl set the connection up: the extensions of its last `EHLO` answer,
+/// and its last refusal.
 ///
-/// The callbacks receive it as an unretained pointer (`CURLOPT_READDATA`, `CURLOPT_HEADERDATA`); ``SMTPSession``
-/// keeps it alive for the duration of the transfer and clears the pointers afterwards.
-private final class MessageExchange {
-    /// The rendered message.
-    let message: [UInt8]
-    /// How many bytes of `message` libcurl has taken.
-    var bytesUploaded = 0
-    /// The last reply line from the relay with a 4xx or 5xx code, e.g. `550 5.1.1 no such user`.
+/// The header callback receives it as an unretained pointer (`CURLOPT_HEADERDATA`); ``SMTPConnection``
+/// keeps it as long as the handle.
+private final class Greeting {
+    var offersPipelining = false
+    var offersSMTPUTF8 = false
+    var offersSize = false
+    /// The last reply line from the relay with a 4xx or 5xx code, e.g. `535 5.7.8 authentication failed`.
     var lastErrorReply: String?
-    /// Called before the last bytes are handed over, then dropped.
-    var beforeEnd: (() -> Bool)?
-    /// Whether `beforeEnd` said no and the transfer was aborted.
-    var isAbandoned = false
-
-    init(message: [UInt8], beforeEnd: @escaping () -> Bool) {
-        self.message = message
-        self.beforeEnd = beforeEnd
-    }
-
-    var isUploadComplete: Bool { bytesUploaded == message.count }
 }
 
-/// `CURLOPT_READFUNCTION`: copies the next part of the message into libcurl's buffer; 0 means the end.
-private let readMessage: waitlist_curl_read_callback = { buffer, size, count, context in
-    guard let buffer, let context else { return 0 }
-    let exchange = Unmanaged<MessageExchange>.fromOpaque(context).takeUnretainedValue()
-    let length = min(size * count, exchange.message.count - exchange.bytesUploaded)
-    if exchange.bytesUploaded + length == exchange.message.count, let beforeEnd = exchange.beforeEnd {
-        exchange.beforeEnd = nil
-        guard beforeEnd() else {
-            exchange.isAbandoned = true
-            return Int(CURL_READFUNC_ABORT)
-        }
-    }
-    guard length > 0 else { return 0 }
-    exchange.message.withUnsafeBytes { bytes in
-        UnsafeMutableRawPointer(buffer).copyMemory(from: bytes.baseAddress! + exchange.bytesUploaded, byteCount: length)
-    }
-    exchange.bytesUploaded += length
-    return length
-}
-
-/// `CURLOPT_HEADERFUNCTION`: for SMTP libcurl passes each reply line of the relay here; keeps the last failing one.
+/// `CURLOPT_HEADERFUNCTION`: for SMTP libcurl passes each reply line of the relay here. A `220` (the
+/// greeting, or the go-ahead for STARTTLS, after which the client says EHLO again) starts the list of
+/// extensions afresh; `250` lines name them.
 private let recordReply: waitlist_curl_header_callback = { buffer, size, count, context in
     let length = size * count
     guard let buffer, let context else { return length }
-    let exchange = Unmanaged<MessageExchange>.fromOpaque(context).takeUnretainedValue()
-    let bytes = UnsafeRawBufferPointer(start: buffer, count: length)
-    if let first = bytes.first, first == UInt8(ascii: "4") || first == UInt8(ascii: "5") {
-        exchange.lastErrorReply = SMTPFailure.printable(bytes)
+    let greeting = Unmanaged<Greeting>.fromOpaque(context).takeUnretainedValue()
+    let line = UnsafeRawBufferPointer(start: buffer, count: length)
+    let code = line.prefix(3)
+    if code.elementsEqual("220".utf8) {
+        greeting.offersPipelining = false
+        greeting.offersSMTPUTF8 = false
+        greeting.offersSize = false
+    } else if code.elementsEqual("250".utf8), line.count > 4 {
+        let keyword = line.dropFirst(4).prefix { $0 != UInt8(ascii: " ") && $0 != UInt8(ascii: "\r") && $0 != UInt8(ascii: "\n") }
+        let name = String(decoding: keyword, as: UTF8.self).uppercased()
+        switch name {
+        case "PIPELINING": greeting.offersPipelining = true
+        case "SMTPUTF8": greeting.offersSMTPUTF8 = true
+        case "SIZE": greeting.offersSize = true
+        default: break
+        }
+    } else if let first = line.first, first == UInt8(ascii: "4") || first == UInt8(ascii: "5") {
+        greeting.lastErrorReply = SMTPFailure.printable(line)
     }
     return length
 }
 
 // MARK: - Failures
 
-/// A failed transfer as libcurl reported it, and the ``DeliveryError`` it means for the outbox.
+/// A connection libcurl could not set up, as libcurl reported it, and the ``DeliveryError`` it means.
 ///
 /// What libcurl 7.88.1 reports, measured against aiosmtpd (code, error buffer, `CURLINFO_RESPONSE_CODE`):
 ///
 /// | the relay's answer                | code                               | error buffer              | response |
 /// | --------------------------------- | ---------------------------------- | ------------------------- | -------- |
-/// | 5xx / 4xx to `RCPT TO`            | `CURLE_SEND_ERROR` (55)            | `RCPT failed: 550`        | 550      |
-/// | 5xx to `MAIL FROM`                | `CURLE_SEND_ERROR` (55)            | `MAIL failed: 553`        | 553      |
-/// | 5xx to the end of DATA            | `CURLE_WEIRD_SERVER_REPLY` (8)     | empty                     | 554      |
 /// | 535 to `AUTH`                     | `CURLE_LOGIN_DENIED` (67)          | empty                     | 535      |
 /// | no STARTTLS but one is required   | `CURLE_USE_SSL_FAILED` (64)        | `STARTTLS not supported.` | 250      |
 /// | untrusted certificate             | `CURLE_PEER_FAILED_VERIFICATION` (60) | `SSL certificate problem: ...` | 220 |
 /// | nothing listening                 | `CURLE_COULDNT_CONNECT` (7)        | `Failed to connect ...`   | 0        |
 /// | no answer within the timeout      | `CURLE_OPERATION_TIMEDOUT` (28)    | `Operation timed out ...` | 0        |
 ///
-/// libcurl drops the connection after a failure in the middle of a transaction (RCPT, MAIL, AUTH, timeouts) and
-/// keeps it after a refusal at the end of DATA, where the transaction is over; either way the session's next
-/// message goes through, which the live tests check for every kind of refusal.
+/// Refusals within a transaction (`MAIL FROM`, `RCPT TO`, the end of DATA) are read by
+/// ``SMTPConnection`` itself; a refusal leaves the connection usable for the next message, which the live
+/// tests check for every kind.
 struct SMTPFailure {
     var code: CURLcode
-    /// libcurl's error buffer, e.g. `RCPT failed: 550`.
+    /// libcurl's error buffer, e.g. `Failed to connect to 127.0.0.1 port 25`.
     var errorText: String
     /// `CURLINFO_RESPONSE_CODE`: the relay's last reply code, 0 when it never answered.
     var responseCode: Int
     /// The relay's last 4xx/5xx reply line, when there was one.
     var lastErrorReply: String?
-    /// Whether libcurl had read the whole message, i.e. the failure came at or after the end of DATA.
-    var messageWasUploaded: Bool
     /// `host:port`, for the reason.
     var relay: String
 
-    /// Only a 5xx about this recipient or this message is permanent; everything else is worth retrying.
+    /// Every failure to set up a connection is worth retrying.
     var deliveryError: DeliveryError {
         let reply = lastErrorReply ?? (responseCode > 0 ? String(responseCode) : "no reply")
         let detail = errorText.isEmpty ? String(cString: curl_easy_strerror(code)) : errorText
-        let isPermanentReply = (500...599).contains(responseCode)
         switch code {
-        case CURLE_SEND_ERROR where errorText.hasPrefix("RCPT failed"):
-            return isPermanentReply
-                ? .permanent("The relay \(relay) refused the recipient: \(reply).")
-                : .transient("The relay \(relay) deferred the recipient: \(reply).")
-        case CURLE_SEND_ERROR where errorText.hasPrefix("MAIL failed"):
-            return .transient("The relay \(relay) refused the sender: \(reply).")
-        case CURLE_WEIRD_SERVER_REPLY where messageWasUploaded && responseCode >= 400:
-            return isPermanentReply
-                ? .permanent("The relay \(relay) refused the message: \(reply).")
-                : .transient("The relay \(relay) deferred the message: \(reply).")
         case CURLE_LOGIN_DENIED:
             return .transient("The relay \(relay) refused the login: \(reply).")
         case CURLE_USE_SSL_FAILED:
@@ -312,7 +541,7 @@ struct SMTPFailure {
             return .transient("TLS with the relay \(relay) failed: \(detail).")
         default:
             let replyNote = lastErrorReply.map { " (last reply: \($0))" } ?? ""
-            return .transient("Sending through the relay \(relay) failed: \(detail)\(replyNote).")
+            return .transient("Connecting to the relay \(relay) failed: \(detail)\(replyNote).")
         }
     }
 

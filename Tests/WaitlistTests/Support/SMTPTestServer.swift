@@ -22,6 +22,10 @@ final class SMTPTestServer {
         var staysSilent = false
         /// Refuse every recipient with `554`, as a relay that refuses us does.
         var refusesAllRecipients = false
+        /// Offer PIPELINING, as the relays in use do; without it the client waits for each reply.
+        var offersPipelining = true
+        /// Hang up after this many messages on one connection, right after the last one's `250`.
+        var hangsUpAfter: Int?
         /// Listen on this port (0: a free one).
         var port = 0
         /// Hold every message after the first this many at the end of DATA, unanswered, until ``release()``.
@@ -38,13 +42,15 @@ final class SMTPTestServer {
         var peer: String
         var tls: Bool
         var authenticated: Bool
+        /// Whether `RCPT TO` had arrived with `MAIL FROM`, before its answer (RFC 2920 pipelining).
+        var pipelined: Bool
         var data: [UInt8] = []
 
         enum CodingKeys: String, CodingKey {
             case mailFrom = "mail_from"
             case recipients = "rcpt_tos"
             case mailOptions = "mail_options"
-            case peer, tls, authenticated
+            case peer, tls, authenticated, pipelined
         }
     }
 
@@ -136,6 +142,8 @@ final class SMTPTestServer {
         if options.requiresStartTLS { arguments.append("--require-starttls") }
         if options.staysSilent { arguments.append("--silent") }
         if options.refusesAllRecipients { arguments.append("--refuse-all") }
+        if options.offersPipelining { arguments.append("--pipelining") }
+        if let hangsUpAfter = options.hangsUpAfter { arguments += ["--close-after", String(hangsUpAfter)] }
         if let holdsAfter = options.holdsAfter { arguments += ["--hold-after", String(holdsAfter)] }
 
         let process = Process()
@@ -193,6 +201,11 @@ final class SMTPTestServer {
             usleep(10_000)
         }
         return true
+    }
+
+    /// How many connections the server has hung up on (see ``Options/hangsUpAfter``).
+    func hangUps() -> Int {
+        (try? String(contentsOf: maildir.appendingPathComponent("hung-up"), encoding: .utf8)).flatMap { Int($0) } ?? 0
     }
 
     /// Lets the held messages (and every later one) through.
