@@ -79,6 +79,49 @@ import Testing
         #expect(ledger.written == [1, 2])
     }
 
+    @Test func aGatheringWriterWaitsForAFullGroup() throws {
+        let ledger = Ledger()
+        let commit = GroupCommit<Int>(threadName: "test-marks", fullGroup: 3, longestGathering: 60) { items in
+            ledger.groups.withLock { $0.append(items) }
+        }
+        // Handed over without waiting, with pauses that a writer without gathering would not sit out.
+        let tickets = (1...3).map { item in
+            defer { Thread.sleep(forTimeInterval: 0.05) }
+            return commit.submit(item)
+        }
+        for ticket in tickets { try ticket.wait() }
+        #expect(ledger.groups.withLock { $0 } == [[1, 2, 3]])
+    }
+
+    @Test func waitingForAnItemEndsTheGathering() throws {
+        let ledger = Ledger()
+        let commit = GroupCommit<Int>(threadName: "test-marks", fullGroup: 100, longestGathering: 600) { items in
+            ledger.groups.withLock { $0.append(items) }
+        }
+        let first = commit.submit(1)
+        // The writer would gather for ten minutes; waiting for an item must end that at once.
+        let written = DispatchSemaphore(value: 0)
+        Thread {
+            try? commit.submit(2).wait()
+            written.signal()
+        }.start()
+        try #require(written.wait(timeout: .now() + 30) == .success, "still gathering")
+        #expect(ledger.groups.withLock { $0 } == [[1, 2]])
+        #expect(throws: Never.self) { try first.wait() }
+    }
+
+    @Test func aGatheredItemNobodyWaitsForIsWrittenAfterTheLongestGathering() {
+        let ledger = Ledger()
+        let commit = GroupCommit<Int>(threadName: "test-marks", fullGroup: 100, longestGathering: 0.2) { items in
+            ledger.groups.withLock { $0.append(items) }
+        }
+        let submitted = Date()
+        _ = commit.submit(1)
+        while ledger.written.isEmpty && Date().timeIntervalSince(submitted) < 30 { Thread.sleep(forTimeInterval: 0.01) }
+        #expect(ledger.groups.withLock { $0 } == [[1]])
+        #expect(Date().timeIntervalSince(submitted) >= 0.15, "written before the gathering was over")
+    }
+
     @Test func aFailedWriteFailsEveryCallerInItsGroupAndNoOther() {
         struct Refused: Error {}
         let ledger = Ledger()

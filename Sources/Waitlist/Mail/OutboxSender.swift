@@ -81,7 +81,10 @@ public final class OutboxSender: Sendable {
         self.batchSize = batchSize
         self.lease = lease
         self.owner = "\(ProcessInfo.processInfo.hostName):\(ProcessInfo.processInfo.processIdentifier):\(Token.generate().value.prefix(8))"
-        self.marks = GroupCommit(threadName: "waitlist-marks") { ids in try database.markSent(ids: ids, now: now()) }
+        // A lane holds one unwritten mark at most: the marks of every lane make a full group.
+        self.marks = GroupCommit(threadName: "waitlist-marks", fullGroup: self.concurrency, longestGathering: 0.002) { ids in
+            try database.markSent(ids: ids, now: now())
+        }
         self.sentCounters = Dictionary(
             uniqueKeysWithValues: [MailKind.confirmation, .announcement].map {
                 ($0, Counter(label: "waitlist_mail_sent_total", dimensions: [("kind", $0.rawValue)]))
