@@ -304,7 +304,7 @@ struct OutboxTests {
         try await world.database.writer.write { db in
             try db.execute(
                 sql:
-                    "CREATE TRIGGER refuse_marks BEFORE UPDATE OF state ON outbox WHEN NEW.state = 'sent' BEGIN SELECT RAISE(ABORT, 'disk full'); END"
+                    "CREATE TRIGGER refuse_marks BEFORE INSERT ON outbox_sent BEGIN SELECT RAISE(ABORT, 'disk full'); END"
             )
         }
         let database = world.database
@@ -332,6 +332,50 @@ struct OutboxTests {
         #expect(try await sender.run(mode: .drain).sent == 1)
         #expect(transport.events.last == .delivered("boris@example.com"))
         #expect(try world.database.announcementCounts(openingId: 1) == [.sent: 3])
+    }
+
+    @Test("A message recorded sent by a sender that died is never claimed again; the next claim marks it sent")
+    func recordedMessageIsNotClaimedAgain() throws {
+        let now = Date(timeIntervalSince1970: 1_800_000_000)
+        let database = try databaseWithOneSignup(at: now)
+        let claimed = try #require(try database.claimDue(owner: "dead", limit: 10, lease: 60, now: now).first)
+        try database.recordSent(ids: [claimed.outboxId], now: now.addingTimeInterval(1))
+
+        // Long after the dead sender's lease ran out.
+        #expect(try database.claimDue(owner: "alive", limit: 10, lease: 60, now: now.addingTimeInterval(3600)).isEmpty)
+        let row = try database.writer.read { db in try OutboxMessage.fetchOne(db, key: claimed.outboxId) }
+        #expect(row?.state == .sent)
+        #expect(row?.sentAt == now.addingTimeInterval(1))
+        #expect(row?.leaseOwner == nil)
+        #expect(try database.writer.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM outbox_sent") } == 0)
+    }
+
+    @Test("Closing enrolment cancels what is queued, but an announcement recorded sent stays sent")
+    func closingKeepsRecordedAnnouncementsSent() async throws {
+        let world = try await TestWorld.make()
+        for address in ["anna@example.com", "boris@example.com"] {
+            try await world.confirmedSubscriber(address)
+        }
+        let opening = try world.database.open(courseId: 1, date: "2027-03-15", enrolURL: enrol, now: world.clock.now)
+        let claimed = try world.database.claimDue(owner: "lane", limit: 1, lease: 60, now: world.clock.now)
+        try world.database.recordSent(ids: claimed.map(\.outboxId), now: world.clock.now)
+
+        _ = try world.database.close(courseId: 1, now: world.clock.now)
+
+        #expect(try world.database.announcementCounts(openingId: try #require(opening.opening.id)) == [.sent: 1, .cancelled: 1])
+    }
+
+    @Test("An unsubscribe cancels the subscriber's queued mail, but not a message recorded sent")
+    func unsubscribingKeepsRecordedMailSent() async throws {
+        let world = try await TestWorld.make()
+        try await world.confirmedSubscriber("anna@example.com")
+        let opening = try world.database.open(courseId: 1, date: "2027-03-15", enrolURL: enrol, now: world.clock.now)
+        let claimed = try #require(try world.database.claimDue(owner: "lane", limit: 1, lease: 60, now: world.clock.now).first)
+        try world.database.recordSent(ids: [claimed.outboxId], now: world.clock.now)
+
+        _ = try world.database.unsubscribe(claimed.unsubscribeToken, now: world.clock.now)
+
+        #expect(try world.database.announcementCounts(openingId: try #require(opening.opening.id)) == [.sent: 1])
     }
 
     // MARK: - Leases

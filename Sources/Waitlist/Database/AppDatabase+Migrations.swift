@@ -117,6 +117,20 @@ extension AppDatabase {
                     """)
         }
 
+        migrator.registerMigration("v4: sent records") { db in
+            // What the sender's lanes record right after a relay's 250: one row a message, appended,
+            // which dirties a page or two a transaction where updating the outbox row (and its two
+            // indexes) dirtied several. Folded into the outbox by every write that claims or cancels
+            // mail (AppDatabase.applySentRecords), so outbox.state stays the one place to look.
+            try db.execute(
+                sql: """
+                    CREATE TABLE outbox_sent (
+                        outboxId INTEGER PRIMARY KEY,
+                        sentAt TEXT NOT NULL
+                    )
+                    """)
+        }
+
         return migrator
     }
 }

@@ -87,6 +87,7 @@ extension AppDatabase {
             guard var opening = try Self.currentOpening(db, courseId: courseId) else { return nil }
             opening.closedAt = now
             try opening.update(db)
+            try Self.applySentRecords(db)
             try db.execute(
                 sql:
                     "UPDATE outbox SET state = 'cancelled', leaseOwner = NULL, leaseExpiresAt = NULL WHERE openingId = ? AND state = 'queued'",

@@ -65,6 +65,8 @@ extension AppDatabase {
     /// attempt may have arrived.
     public func claimDue(owner: String, limit: Int, lease: TimeInterval, now: Date = Date()) throws -> [Delivery] {
         try writer.write { db in
+            // A row recorded sent (by this process or one that died) is never claimed again.
+            try Self.applySentRecords(db)
             // Cached statements: a sender runs these for every batch, and preparing SQL costs more than running it.
             let claim = try db.cachedStatement(
                 sql: """
@@ -167,8 +169,8 @@ extension AppDatabase {
         try markSent(ids: [id], now: now)
     }
 
-    /// Records that the relay accepted these messages, in one transaction: the sender's lanes
-    /// share one (``GroupCommit``) for all the marks they have at about the same time.
+    /// Marks these messages sent, in one transaction. (The sender's lanes use
+    /// ``recordSent(ids:now:)``, which costs less per transaction.)
     public func markSent(ids: [Int64], now: Date = Date()) throws {
         guard !ids.isEmpty else { return }
         try writer.write { db in
@@ -181,6 +183,38 @@ extension AppDatabase {
             let nowValue = StoredDate.value(now)
             for id in ids { try markSent.execute(arguments: [nowValue, id]) }
         }
+    }
+
+    /// Records that the relay accepted these messages, for the sender's lanes: one appended row a
+    /// message in `outbox_sent`, in one transaction for the whole group (``GroupCommit``). The outbox
+    /// rows become `sent` when the records are applied (``applySentRecords()``), which every claim
+    /// does first: until then a recorded row keeps its lease, and no sender can claim it again.
+    public func recordSent(ids: [Int64], now: Date = Date()) throws {
+        guard !ids.isEmpty else { return }
+        try writer.write { db in
+            let record = try db.cachedStatement(sql: "INSERT OR REPLACE INTO outbox_sent (outboxId, sentAt) VALUES (?, ?)")
+            let nowValue = StoredDate.value(now)
+            for id in ids { try record.execute(arguments: [id, nowValue]) }
+        }
+    }
+
+    /// Marks every row recorded by ``recordSent(ids:now:)`` sent, and clears the records.
+    public func applySentRecords() throws {
+        try writer.write { db in try Self.applySentRecords(db) }
+    }
+
+    /// ``applySentRecords()`` within a write: claims and cancellations call it first, so that a
+    /// message the relay accepted is neither sent again nor counted cancelled.
+    static func applySentRecords(_ db: Database) throws {
+        // Row by row through the primary key: a join would walk the index of every queued row.
+        try db.cachedStatement(
+            sql: """
+                UPDATE outbox SET state = 'sent', leaseOwner = NULL, leaseExpiresAt = NULL, lastError = NULL,
+                    sentAt = (SELECT sentAt FROM outbox_sent WHERE outboxId = outbox.id)
+                WHERE id IN (SELECT outboxId FROM outbox_sent)
+                """
+        ).execute()
+        try db.cachedStatement(sql: "DELETE FROM outbox_sent").execute()
     }
 
     /// Records a failed attempt: a permanent failure marks the message failed and its subscriber

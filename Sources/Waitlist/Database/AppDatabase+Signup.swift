@@ -190,6 +190,7 @@ extension AppDatabase {
     }
 
     static func cancelQueuedMail(_ db: Database, subscriberId: Int64) throws {
+        try applySentRecords(db)
         try db.execute(
             sql:
                 "UPDATE outbox SET state = 'cancelled', leaseOwner = NULL, leaseExpiresAt = NULL WHERE subscriberId = ? AND state = 'queued'",

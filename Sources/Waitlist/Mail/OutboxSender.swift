@@ -83,7 +83,7 @@ public final class OutboxSender: Sendable {
         self.owner = "\(ProcessInfo.processInfo.hostName):\(ProcessInfo.processInfo.processIdentifier):\(Token.generate().value.prefix(8))"
         // A lane holds one unwritten mark at most: the marks of every lane make a full group.
         self.marks = GroupCommit(threadName: "waitlist-marks", fullGroup: self.concurrency, longestGathering: 0.002) { ids in
-            try database.markSent(ids: ids, now: now())
+            try database.recordSent(ids: ids, now: now())
         }
         self.sentCounters = Dictionary(
             uniqueKeysWithValues: [MailKind.confirmation, .announcement].map {
@@ -120,6 +120,8 @@ public final class OutboxSender: Sendable {
         }
         while true {
             try await runLanes(mode: mode, progress: progress)
+            // The lanes' records of sent mail become outbox states (claims do it too, as they go).
+            try database.applySentRecords()
             if mode == .continuous || isStopping || governor.stopReason != nil { break }
             let backlog = try database.backlog(now: now())
             if backlog.ready == 0 && backlog.leased == 0 { break }
