@@ -85,7 +85,7 @@ public struct Token: Sendable, Hashable, CustomStringConvertible {
     }
 
     static func hash(of value: String) -> Data {
-        Data(SHA256.hash(data: Data(value.utf8)))
+        SHA256.hash(data: Data(value.utf8)).withUnsafeBytes { Data($0) }
     }
 
     /// Whether `stored` is this token's hash, in time that does not depend on where they differ.
