@@ -1,15 +1,19 @@
 /*
  * How fast libcurl alone sends into an SMTP sink, without the waitlist around it: CONNECTIONS
- * connections reused for COUNT copies of MESSAGEFILE (CRLF line ends), either with the easy
- * interface on one thread per connection (as the waitlist's lanes do) or with the multi interface
- * driving every connection from one thread.
+ * connections reused for COUNT copies of MESSAGEFILE (CRLF line ends, no line starting with a dot),
+ * either with curl_easy_perform on one thread per connection (easy), with the multi interface
+ * driving every connection from one thread (multi), or, one thread per connection, over a
+ * connection libcurl set up (CURLOPT_CONNECT_ONLY) with curl_easy_send and curl_easy_recv:
+ * MAIL FROM, RCPT TO and DATA written together (pipelined) or one at a time (stepwise), as the
+ * waitlist's SMTP sessions do since bb2905b.
  *
  *   gcc -O2 -o curl-ceiling bench/ceilings/curl-ceiling.c -lcurl -lpthread
- *   ./curl-ceiling easy|multi smtp://127.0.0.1:PORT/localhost MESSAGEFILE CONNECTIONS COUNT
+ *   ./curl-ceiling easy|multi|pipelined|stepwise smtp://127.0.0.1:PORT/localhost MESSAGEFILE CONNECTIONS COUNT
  *
  * It prints the rate; run it under /usr/bin/time for its CPU. bench/README.md has the numbers.
  */
 #include <curl/curl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,14 +48,55 @@ static void *lane(void *arg) {
     while (take()) { u.offset = 0; if (curl_easy_perform(h) != CURLE_OK) { fprintf(stderr, "failed\n"); exit(1); } }
     curl_easy_cleanup(h); return NULL;
 }
+static int pipelined;
+static void send_all(CURL *h, curl_socket_t s, const char *p, size_t n) {
+    while (n) {
+        size_t w = 0; CURLcode c = curl_easy_send(h, p, n, &w);
+        if (c == CURLE_AGAIN) { struct pollfd f = {s, POLLOUT, 0}; poll(&f, 1, 5000); continue; }
+        if (c != CURLE_OK) { fprintf(stderr, "send failed: %d\n", c); exit(1); }
+        p += w; n -= w;
+    }
+}
+/* Reads until `replies` replies have ended; good enough for a sink whose replies are one line each. */
+static void read_replies(CURL *h, curl_socket_t s, int replies) {
+    char buf[4096]; int seen = 0;
+    while (seen < replies) {
+        size_t r = 0; CURLcode c = curl_easy_recv(h, buf, sizeof buf, &r);
+        if (c == CURLE_AGAIN) { struct pollfd f = {s, POLLIN, 0}; poll(&f, 1, 5000); continue; }
+        if (c != CURLE_OK || r == 0) { fprintf(stderr, "recv failed: %d\n", c); exit(1); }
+        for (size_t i = 0; i < r; i++) if (buf[i] == '\n') seen++;
+    }
+}
+static void *connected_lane(void *arg) {
+    static const char *commands[] = {"MAIL FROM:<waitlist@localhost>\r\n", "RCPT TO:<subscriber@example.org>\r\n", "DATA\r\n"};
+    CURL *h = curl_easy_init();
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_CONNECT_ONLY, 1L);
+    if (curl_easy_perform(h) != CURLE_OK) { fprintf(stderr, "connect failed\n"); exit(1); }
+    curl_socket_t s; curl_easy_getinfo(h, CURLINFO_ACTIVESOCKET, &s);
+    char envelope[256]; snprintf(envelope, sizeof envelope, "%s%s%s", commands[0], commands[1], commands[2]);
+    while (take()) {
+        if (pipelined) { send_all(h, s, envelope, strlen(envelope)); read_replies(h, s, 3); }
+        else for (int i = 0; i < 3; i++) { send_all(h, s, commands[i], strlen(commands[i])); read_replies(h, s, 1); }
+        send_all(h, s, message, message_len); /* the message, then the end of DATA, in one write */
+        read_replies(h, s, 1);
+    }
+    curl_easy_cleanup(h); return NULL;
+}
 int main(int argc, char **argv) {
-    if (argc < 6) { fprintf(stderr, "usage: ceiling easy|multi URL MESSAGEFILE CONNECTIONS COUNT\n"); return 64; }
+    if (argc < 6) { fprintf(stderr, "usage: ceiling easy|multi|pipelined|stepwise URL MESSAGEFILE CONNECTIONS COUNT\n"); return 64; }
     url = argv[2]; int n = atoi(argv[4]); total = atol(argv[5]);
     FILE *f = fopen(argv[3], "rb"); fseek(f, 0, SEEK_END); message_len = ftell(f); rewind(f);
     message = malloc(message_len); fread(message, 1, message_len, f); fclose(f);
     curl_global_init(CURL_GLOBAL_DEFAULT);
     struct timespec a, b; clock_gettime(CLOCK_MONOTONIC, &a);
-    if (strcmp(argv[1], "easy") == 0) {
+    if (strcmp(argv[1], "pipelined") == 0 || strcmp(argv[1], "stepwise") == 0) {
+        pipelined = strcmp(argv[1], "pipelined") == 0;
+        message = realloc(message, message_len + 3); memcpy(message + message_len, ".\r\n", 3); message_len += 3;
+        pthread_t t[64]; for (int i = 0; i < n; i++) pthread_create(&t[i], NULL, connected_lane, NULL);
+        for (int i = 0; i < n; i++) pthread_join(t[i], NULL);
+    } else if (strcmp(argv[1], "easy") == 0) {
         pthread_t t[64]; for (int i = 0; i < n; i++) pthread_create(&t[i], NULL, lane, NULL);
         for (int i = 0; i < n; i++) pthread_join(t[i], NULL);
     } else {
