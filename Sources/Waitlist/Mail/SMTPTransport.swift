@@ -208,7 +208,11 @@ final class SMTPConnection {
         // Readable: the end of the connection, a reply nobody asked for, or only TLS housekeeping.
         var count = 0
         let code = scratch.withUnsafeMutableBytes { curl_easy_recv(handle, $0.baseAddress, $0.count, &count) }
-        return code == CURLE_AGAIN
+        guard code == CURLE_AGAIN else {
+            isUsable = false  // so that closing it cuts it instead of waiting for an answer to QUIT
+            return false
+        }
+        return true
     }
 
     // MARK: - One message
