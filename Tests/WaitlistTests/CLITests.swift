@@ -106,7 +106,7 @@ struct CLIHarness {
         }
         while case let batch = try database.claimDue(owner: "test", limit: 1000, lease: 60), !batch.isEmpty {
             for delivery in batch {
-                try database.markSent(id: delivery.outboxId)
+                try database.recordSent(ids: [delivery.outboxId])  // the next claim applies it
                 _ = try database.confirm(try #require(delivery.confirmToken), client: ClientContext())
             }
         }

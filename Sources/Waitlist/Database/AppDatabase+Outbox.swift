@@ -165,27 +165,6 @@ extension AppDatabase {
 
     // MARK: - Outcomes
 
-    /// Records that the relay accepted a message. Called right after its `250` to DATA.
-    public func markSent(id: Int64, now: Date = Date()) throws {
-        try markSent(ids: [id], now: now)
-    }
-
-    /// Marks these messages sent, in one transaction. (The sender's lanes use
-    /// ``recordSent(ids:now:)``, which costs less per transaction.)
-    public func markSent(ids: [Int64], now: Date = Date()) throws {
-        guard !ids.isEmpty else { return }
-        try writer.write { db in
-            let markSent = try db.cachedStatement(
-                sql: """
-                    UPDATE outbox SET state = 'sent', sentAt = ?, leaseOwner = NULL, leaseExpiresAt = NULL, lastError = NULL
-                    WHERE id = ?
-                    """)
-            // Turning a date into its text costs more than the update: once, and fast.
-            let nowValue = StoredDate.value(now)
-            for id in ids { try markSent.execute(arguments: [nowValue, id]) }
-        }
-    }
-
     /// Records that the relay accepted these messages, for the sender's lanes: one appended row a
     /// message in `outbox_sent`, in one transaction for the whole group (``GroupCommit``). The outbox
     /// rows become `sent` when the records are applied (``applySentRecords()``), which every claim

@@ -56,8 +56,7 @@ public struct FileTransport: MailTransport {
             }
         }
         if id.isEmpty {
-            var generator = SystemRandomNumberGenerator()
-            id = MIMERenderer.hexDigits(generator.next())
+            id = SecureRandom.hexDigits(8)
         }
         return "\(stamp)-\(id.prefix(180)).eml"
     }
@@ -133,8 +132,7 @@ final class MailFileWriter: MailSession, Sendable {
     func send(_ message: MailMessage) throws(DeliveryError) {
         try createDirectoryIfMissing()
         let target = directory.appendingPathComponent(FileTransport.fileName(for: message))
-        var generator = SystemRandomNumberGenerator()
-        let temporary = directory.appendingPathComponent(".\(target.lastPathComponent).\(MIMERenderer.hexDigits(generator.next())).tmp")
+        let temporary = directory.appendingPathComponent(".\(target.lastPathComponent).\(SecureRandom.hexDigits(8)).tmp")
         try writeDurably(MIMERenderer.render(message), to: temporary)
         guard rename(temporary.path, target.path) == 0 else {
             let reason = "cannot move mail file into place at \(target.path): \(String(cString: strerror(errno)))"

@@ -350,12 +350,6 @@ public enum MIMERenderer {
         return id.isEmpty ? makeMessageID(domain: "localhost") : id
     }
 
-    /// `value` as 16 lowercase hex digits.
-    static func hexDigits(_ value: UInt64) -> String {
-        let digits = String(value, radix: 16)
-        return String(repeating: "0", count: 16 - digits.count) + digits
-    }
-
     // MARK: - Date
 
     /// The RFC 5322 date of a moment in UTC, e.g. `Sun, 29 Nov 2026 00:56:39 +0000`; English names
