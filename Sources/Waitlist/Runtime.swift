@@ -33,7 +33,7 @@ public struct Runtime: Sendable {
     public func makeSender(logger: Logger? = nil) -> OutboxSender {
         OutboxSender(
             database: database, transport: transport, composer: composer, concurrency: settings.sendConcurrency,
-            logger: logger ?? self.logger, rate: settings.sendRate)
+            logger: logger ?? self.logger, lease: settings.sendLease, rate: settings.sendRate)
     }
 
     /// Where mail goes, for messages to the operator: never shows a password.

@@ -9,6 +9,9 @@ final class ProgressDisplay: Sendable {
         var sent = 0
         var retry = 0
         var failed = 0
+        /// Sent by another process holding the sending role, as far as this one has seen.
+        var elsewhere = 0
+        var watching = false
         var lastDraw = Date.distantPast
     }
 
@@ -23,21 +26,30 @@ final class ProgressDisplay: Sendable {
         self.counts = Mutex(Counts(lastDraw: started))
     }
 
-    /// Records one delivery's outcome (called from the sender's threads) and redraws when due.
+    /// Records one delivery's outcome, or what is left while another process sends (called from
+    /// the sender's threads), and redraws when due.
     ///
     /// Drawing happens under the lock, so lines from different threads never interleave.
-    func record(_ outcome: OutboxSender.Outcome) {
-        counts.withLock { counts in
-            switch outcome {
-            case .sent: counts.sent += 1
-            case .retryLater: counts.retry += 1
-            case .failed: counts.failed += 1
+    func record(_ progress: OutboxSender.Progress) {
+        let firstWait = counts.withLock { counts in
+            switch progress {
+            case .delivered(.sent): counts.sent += 1
+            case .delivered(.retryLater): counts.retry += 1
+            case .delivered(.failed): counts.failed += 1
+            case .anotherSenderWorks(let due):
+                defer { counts.elsewhere = max(counts.elsewhere, total - due - counts.sent - counts.retry - counts.failed) }
+                if !counts.watching {
+                    counts.watching = true
+                    return true
+                }
             }
             let now = Date()
-            guard now.timeIntervalSince(counts.lastDraw) >= (onTerminal ? 0.1 : 5) else { return }
+            guard now.timeIntervalSince(counts.lastDraw) >= (onTerminal ? 0.1 : 5) else { return false }
             counts.lastDraw = now
             draw(render(counts, now: now))
+            return false
         }
+        if firstWait { note("Another waitlist process is sending (the server's worker, or another `send`); showing its progress.") }
     }
 
     /// Writes a line of its own; on a terminal the bar is drawn again below it at the next redraw.
@@ -64,10 +76,10 @@ final class ProgressDisplay: Sendable {
     }
 
     private func render(_ counts: Counts, now: Date) -> String {
-        let done = counts.sent + counts.retry + counts.failed
+        let done = counts.sent + counts.elsewhere + counts.retry + counts.failed
         let elapsed = max(now.timeIntervalSince(started), 0.001)
         let rate = Double(done) / elapsed
-        var parts = ["\(counts.sent)/\(total) sent"]
+        var parts = ["\(counts.sent + counts.elsewhere)/\(total) sent"]
         if counts.retry > 0 { parts.append("\(counts.retry) to retry") }
         if counts.failed > 0 { parts.append("\(counts.failed) refused") }
         parts.append(String(format: "%.1f/s", rate))
@@ -90,8 +102,7 @@ final class ProgressDisplay: Sendable {
 /// Delivers everything queued and due with progress on stderr; Ctrl-C stops after the messages
 /// in flight. Exits 75 when mail is left for a later try, 69 when the relay could not be reached.
 func deliverQueued(_ runtime: Runtime) async throws {
-    let backlog = try runtime.database.backlog()
-    let total = backlog.ready + backlog.leased
+    let total = try runtime.database.backlog().ready
     let sender = runtime.makeSender()
     let display = ProgressDisplay(total: total, onTerminal: isTerminal(STDERR_FILENO))
     signal(SIGINT, SIG_IGN)
@@ -116,6 +127,7 @@ func deliverQueued(_ runtime: Runtime) async throws {
     var report = "Delivered \(summary.sent)"
     if summary.failed > 0 { report += ", \(summary.failed) refused for good by the relay" }
     print(report + " (\(runtime.transportDescription)).")
+    if summary.waitedForAnotherSender { print("Another waitlist process sent part of the mail meanwhile.") }
     if interrupted.withLock({ $0 }) {
         printError("Stopped after the messages in flight; \(summary.leftQueued) still queued. Run `waitlist send` to finish.")
         throw ExitStatus.tryLater

@@ -104,7 +104,7 @@ struct CLIHarness {
         for address in addresses {
             _ = try database.subscribe(email: try EmailAddress(address), courseId: 1, language: .ru, client: ClientContext(ip: "192.0.2.1"))
         }
-        while case let batch = try database.claimDue(owner: "test", limit: 1000, lease: 60), !batch.isEmpty {
+        while case let batch = try database.claimAsSender(owner: "test", limit: 1000), !batch.isEmpty {
             for delivery in batch {
                 try database.recordSent(ids: [delivery.outboxId])  // the next claim applies it
                 _ = try database.confirm(try #require(delivery.confirmToken), client: ClientContext())
@@ -113,9 +113,9 @@ struct CLIHarness {
     }
 
     /// Adds `count` confirmed subscribers `PREFIX<n>@example.com` in one transaction (seeding for large tests).
-    func seedConfirmed(count: Int, prefix: String = "person") throws -> [String] {
+    func seedConfirmed(count: Int, prefix: String = "person", domains: Int = 1) throws -> [String] {
         let database = try AppDatabase.open(path: databasePath)
-        let addresses = (1...count).map { "\(prefix)\($0)@example.com" }
+        let addresses = (1...count).map { "\(prefix)\($0)@" + (domains == 1 ? "example.com" : "school\($0 % domains).example") }
         try database.writer.write { db in
             let now = Date()
             for address in addresses {

@@ -68,16 +68,56 @@ struct DeliveryGovernorTests {
         #expect(abs(slept.total - 60) < 0.001)
     }
 
-    @Test("Ten permanent refusals in a row are blamed on the relay; fewer are the recipients'")
-    func permanentRunBlamesRelay() {
+    @Test("Refusals of unknown users are the recipients', however many come in a row")
+    func unknownUsersNeverBlameTheRelay() {
+        let (governor, slept) = governor(.init(rate: nil, stopsForGood: false))
+        for id in 1...50 {
+            let blamed = governor.recordPermanent(
+                outboxId: Int64(id), domain: "d\(id % 7).example", isPolicy: false, reason: "550 5.1.1 no such user")
+            #expect(blamed.isEmpty)
+        }
+        #expect(governor.awaitTurn(isStopping: { false }))
+        #expect(slept.total == 0)
+    }
+
+    @Test("Policy refusals blame the relay only after five in a row across three domains, with nothing between them")
+    func policyRefusalsAcrossDomainsBlameTheRelay() {
         let (governor, _) = governor(.init(rate: nil, stopsForGood: true))
-        for id in 1...9 { #expect(governor.recordPermanent(outboxId: Int64(id), reason: "550 no such user").isEmpty) }
+        func refuse(_ id: Int64, at domain: String) -> [Int64] {
+            governor.recordPermanent(outboxId: id, domain: domain, isPolicy: true, reason: "554 5.7.1 relay access denied")
+        }
+        // One domain refusing us by policy is that domain's affair.
+        for id in Int64(1)...9 { #expect(refuse(id, at: "one.example").isEmpty) }
         governor.recordSuccess()
-        for id in 10...18 { #expect(governor.recordPermanent(outboxId: Int64(id), reason: "554 denied").isEmpty) }
-        #expect(governor.recordPermanent(outboxId: 19, reason: "554 denied") == Array(10...19))
-        #expect(governor.recordPermanent(outboxId: 20, reason: "554 denied") == [20])
+        // A refusal for another reason, or a success, breaks a run.
+        #expect(refuse(10, at: "a.example").isEmpty)
+        #expect(refuse(11, at: "b.example").isEmpty)
+        #expect(governor.recordPermanent(outboxId: 12, domain: "c.example", isPolicy: false, reason: "550 5.1.1 no such user").isEmpty)
+        #expect(refuse(13, at: "a.example").isEmpty)
+        #expect(refuse(14, at: "b.example").isEmpty)
+        governor.recordSuccess()
+        #expect(refuse(20, at: "a.example").isEmpty)
+        #expect(refuse(21, at: "b.example").isEmpty)
+        #expect(refuse(22, at: "a.example").isEmpty)
+        #expect(refuse(23, at: "b.example").isEmpty)
+        #expect(governor.awaitTurn(isStopping: { false }))
+        #expect(refuse(24, at: "c.example") == [20, 21, 22, 23, 24])
+        #expect(refuse(25, at: "d.example") == [25])
         #expect(!governor.awaitTurn(isStopping: { false }))
-        #expect(governor.stopReason?.contains("554 denied") == true)
+        #expect(governor.stopReason?.contains("relay access denied") == true)
+    }
+
+    @Test("A refused sender or login stops a command and pauses the server's worker for five minutes")
+    func refusedSenderBlamesTheRelay() {
+        let (command, _) = governor(.init(rate: nil, stopsForGood: true))
+        command.recordSenderRefused(reason: "553 5.7.1 sender not allowed")
+        #expect(!command.awaitTurn(isStopping: { false }))
+        #expect(command.stopReason?.contains("sender not allowed") == true)
+
+        let (worker, slept) = governor(.init(rate: nil, stopsForGood: false))
+        worker.recordSenderRefused(reason: "535 authentication failed")
+        #expect(worker.awaitTurn(isStopping: { false }))
+        #expect(abs(slept.total - 300) < 0.001)
     }
 }
 
@@ -86,9 +126,9 @@ struct SenderResilienceTests {
     @Test("A relay that refuses every recipient stops the run without marking anyone bounced")
     func refusingRelayBouncesNobody() async throws {
         let world = try await TestWorld.make()
-        for index in 1...30 { try await world.confirmedSubscriber("person\(index)@example.com") }
+        for index in 1...30 { try await world.confirmedSubscriber("person\(index)@school\(index % 5).example") }
         _ = try world.database.open(courseId: 1, date: "2027-03-15", enrolURL: "https://school.example/enrol", now: world.clock.now)
-        world.transport.failNext(contentsOf: Array(repeating: .permanent("554 5.7.1 relay access denied"), count: 30))
+        world.transport.failNext(contentsOf: Array(repeating: .permanent("554 5.7.1 relay access denied", policy: true), count: 30))
         let summary = try await world.sender().run(mode: .drain)
         #expect(summary.stopReason?.contains("relay access denied") == true)
         let status = try world.database.status(courseId: 1)
@@ -109,6 +149,28 @@ struct SenderResilienceTests {
         #expect(summary.failed == 2)
         #expect(summary.sent == 8)
         #expect(try world.database.status(courseId: 1).bounced == 2)
+    }
+
+    @Test("Ten unknown recipients among real ones: the server's worker mails the real ones at once and once")
+    func deadMailboxesStallNobody() async throws {
+        let world = try await TestWorld.make()
+        let dead = (1...10).map { "dead\($0)@mail\($0 % 5).example" }
+        let real = (1...5).map { "real\($0)@example.org" }
+        world.transport.refuse(dead, with: .permanent("550 5.1.1 no such user"))
+        for address in dead + real { try world.signUp(address) }
+        let sender = world.sender(concurrency: 2)
+        let worker = Task { try await sender.run(mode: .continuous) }
+        let clock = ContinuousClock()
+        let deadline = clock.now + .seconds(20)
+        while world.transport.messages.count < real.count, clock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+        // Nothing paused: well within the first second the governor would otherwise have waited.
+        try await Task.sleep(for: .milliseconds(300))
+        sender.stop()
+        _ = try await worker.value
+        #expect(world.transport.messages.map(\.to.address).sorted() == real.sorted())
+        let status = try world.database.status(courseId: 1)
+        #expect(status.bounced == 10)
+        #expect(status.pending == 5)
     }
 
     @Test("A command gives up after five connection failures in a row and keeps every message queued")

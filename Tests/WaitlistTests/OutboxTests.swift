@@ -213,10 +213,10 @@ struct OutboxTests {
         var state = OutboxState.queued
         var attempts = 0
         while state == .queued, attempts < 1000 {
-            let claimed = try database.claimDue(owner: "test", limit: 1, lease: 60, now: now)
+            let claimed = try database.claimAsSender(owner: "test", limit: 1, now: now)
             if let delivery = claimed.first {
                 attempts += 1
-                state = try database.markFailed(id: delivery.outboxId, error: .transient("connection refused"), now: now)
+                state = try database.markFailed(id: delivery.outboxId, error: .transient("connection refused"), owner: "test", now: now)
             }
             now = now.addingTimeInterval(60)
         }
@@ -231,11 +231,11 @@ struct OutboxTests {
     func earlierAttemptsLinkKeepsWorking() throws {
         let now = Date(timeIntervalSince1970: 1_800_000_000)
         let database = try databaseWithOneSignup(at: now)
-        let first = try #require(try database.claimDue(owner: "test", limit: 1, lease: 60, now: now).first)
+        let first = try #require(try database.claimAsSender(owner: "test", limit: 1, now: now).first)
         // The relay timed out after the message's end: it may or may not have taken it.
-        try database.markFailed(id: first.outboxId, error: .transient("timed out"), now: now)
+        try database.markFailed(id: first.outboxId, error: .transient("timed out"), owner: "test", now: now)
         let later = now.addingTimeInterval(RetryPolicy.firstDelay + 1)
-        let second = try #require(try database.claimDue(owner: "test", limit: 1, lease: 60, now: later).first)
+        let second = try #require(try database.claimAsSender(owner: "test", limit: 1, now: later).first)
         #expect(second.outboxId == first.outboxId)
         #expect(second.unsubscribeToken != first.unsubscribeToken)
         for token in [first.unsubscribeToken, second.unsubscribeToken] {
@@ -283,7 +283,7 @@ struct OutboxTests {
         #expect(subscriber.email == "anna@example.com")
         // And new mail to the same subscriber carries a keyed link that works too.
         _ = try database.open(courseId: 1, date: "2027-03-15", enrolURL: enrol, now: now)
-        let announcement = try #require(try database.claimDue(owner: "test", limit: 1, lease: 60, now: now).first)
+        let announcement = try #require(try database.claimAsSender(owner: "test", limit: 1, now: now).first)
         #expect(try database.lookUp(announcement.unsubscribeToken, purpose: .unsubscribe, now: now) != .unknown)
     }
 
@@ -308,19 +308,17 @@ struct OutboxTests {
             )
         }
         let database = world.database
-        let clock = world.clock
         let transport = HookedTransport {
             try? database.writer.write { db in try db.execute(sql: "DROP TRIGGER refuse_marks") }
-            // Past the lease, so the unrecorded message may be claimed again.
-            clock.advance(by: 60)
         }
         let sender = OutboxSender(
             database: world.database, transport: transport, composer: world.composer, concurrency: 1, logger: .init(label: "test"),
             now: world.clock.function)
         let first = try await sender.run(mode: .drain)
 
-        // The first message went, its mark failed; the second was held back at its end; the third
-        // went once the marks worked again; the first, never recorded, went once more.
+        // The first message went, its record failed; the second was held back at its end; the third
+        // went once the records worked again; the first, never recorded, went once more, but only
+        // once the lanes that had it in hand were done (the next time the sender took the role).
         #expect(
             transport.events == [
                 .delivered("anna@example.com"), .heldBack("boris@example.com"), .delivered("vera@example.com"),
@@ -338,15 +336,14 @@ struct OutboxTests {
     func recordedMessageIsNotClaimedAgain() throws {
         let now = Date(timeIntervalSince1970: 1_800_000_000)
         let database = try databaseWithOneSignup(at: now)
-        let claimed = try #require(try database.claimDue(owner: "dead", limit: 10, lease: 60, now: now).first)
+        let claimed = try #require(try database.claimAsSender(owner: "dead", limit: 10, now: now).first)
         try database.recordSent(ids: [claimed.outboxId], now: now.addingTimeInterval(1))
 
         // Long after the dead sender's lease ran out.
-        #expect(try database.claimDue(owner: "alive", limit: 10, lease: 60, now: now.addingTimeInterval(3600)).isEmpty)
+        #expect(try database.claimAsSender(owner: "alive", limit: 10, now: now.addingTimeInterval(3600)).isEmpty)
         let row = try database.writer.read { db in try OutboxMessage.fetchOne(db, key: claimed.outboxId) }
         #expect(row?.state == .sent)
         #expect(row?.sentAt == now.addingTimeInterval(1))
-        #expect(row?.leaseOwner == nil)
         #expect(try database.writer.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM outbox_sent") } == 0)
     }
 
@@ -357,7 +354,7 @@ struct OutboxTests {
             try await world.confirmedSubscriber(address)
         }
         let opening = try world.database.open(courseId: 1, date: "2027-03-15", enrolURL: enrol, now: world.clock.now)
-        let claimed = try world.database.claimDue(owner: "lane", limit: 1, lease: 60, now: world.clock.now)
+        let claimed = try world.database.claimAsSender(owner: "lane", limit: 1, now: world.clock.now)
         try world.database.recordSent(ids: claimed.map(\.outboxId), now: world.clock.now)
 
         _ = try world.database.close(courseId: 1, now: world.clock.now)
@@ -370,7 +367,7 @@ struct OutboxTests {
         let world = try await TestWorld.make()
         try await world.confirmedSubscriber("anna@example.com")
         let opening = try world.database.open(courseId: 1, date: "2027-03-15", enrolURL: enrol, now: world.clock.now)
-        let claimed = try #require(try world.database.claimDue(owner: "lane", limit: 1, lease: 60, now: world.clock.now).first)
+        let claimed = try #require(try world.database.claimAsSender(owner: "lane", limit: 1, now: world.clock.now).first)
         try world.database.recordSent(ids: [claimed.outboxId], now: world.clock.now)
 
         _ = try world.database.unsubscribe(claimed.unsubscribeToken, now: world.clock.now)
@@ -378,19 +375,41 @@ struct OutboxTests {
         #expect(try world.database.announcementCounts(openingId: try #require(opening.opening.id)) == [.sent: 1])
     }
 
-    // MARK: - Leases
+    // MARK: - The sending role
 
-    @Test("A lease left by a sender that died is claimed again once it runs out, and not before")
-    func expiredLeaseIsReclaimed() throws {
+    @Test("The sending role left by a sender that died is taken over once its lease runs out, and not before")
+    func expiredRoleIsTakenOver() throws {
         let now = Date(timeIntervalSince1970: 1_800_000_000)
         let database = try databaseWithOneSignup(at: now)
-        let first = try database.claimDue(owner: "dead", limit: 10, lease: 60, now: now)
+        let first = try database.claimAsSender(owner: "dead", limit: 10, now: now)
         #expect(first.count == 1)
-        #expect(try database.claimDue(owner: "alive", limit: 10, lease: 60, now: now.addingTimeInterval(59)).isEmpty)
-        #expect(try database.backlog(now: now.addingTimeInterval(59)).leased == 1)
-        let second = try database.claimDue(owner: "alive", limit: 10, lease: 60, now: now.addingTimeInterval(61))
+        #expect(try database.takeSendingRole(owner: "alive", lease: 60, now: now.addingTimeInterval(59))?.owner == "dead")
+        #expect(throws: SendingRoleLost.self) { try database.claimDue(owner: "alive", limit: 10, now: now.addingTimeInterval(59)) }
+        let second = try database.claimAsSender(owner: "alive", limit: 10, now: now.addingTimeInterval(61))
         #expect(second.map(\.outboxId) == first.map(\.outboxId))
         #expect(second.first?.attempt == 2)
+        // The dead sender, back, can neither renew nor claim nor record a failure.
+        #expect(try database.renewSendingRole(owner: "dead", lease: 60, now: now.addingTimeInterval(62)) == false)
+        #expect(throws: SendingRoleLost.self) { try database.claimDue(owner: "dead", limit: 10, now: now.addingTimeInterval(62)) }
+        #expect(throws: SendingRoleLost.self) {
+            try database.markFailed(id: first[0].outboxId, error: .permanent("550"), owner: "dead", now: now.addingTimeInterval(62))
+        }
+    }
+
+    @Test("Claims unsent at a stop are given back: no attempt counted, and the token made for them is dropped")
+    func unsentClaimsAreGivenBack() throws {
+        let now = Date(timeIntervalSince1970: 1_800_000_000)
+        let database = try databaseWithOneSignup(at: now)
+        let claimed = try database.claimAsSender(owner: "me", limit: 10, now: now)
+        try database.releaseClaims(ids: claimed.map(\.outboxId), owner: "me", now: now)
+        let row = try database.writer.read { db in try Row.fetchOne(db, sql: "SELECT attempts, unsubscribeHash FROM outbox") }
+        #expect(row?["attempts"] as Int? == 0)
+        #expect(row?["unsubscribeHash"] as Data? == nil)
+        // Not once the role is another sender's.
+        let again = try database.claimAsSender(owner: "me", limit: 10, now: now)
+        try database.releaseSendingRole(owner: "me")
+        _ = try database.takeSendingRole(owner: "other", lease: 60, now: now)
+        #expect(throws: SendingRoleLost.self) { try database.releaseClaims(ids: again.map(\.outboxId), owner: "me", now: now) }
     }
 
     @Test("Two senders on one database file never send the same message twice")
@@ -457,25 +476,19 @@ private final class HookedTransport: MailTransport, Sendable {
     }
 }
 
-private final class HookedSession: RenderedMailSession {
+private final class HookedSession: MailSession {
     let transport: HookedTransport
 
     init(transport: HookedTransport) {
         self.transport = transport
     }
 
-    func send(rendered message: [UInt8], from sender: String, to recipient: String, beforeEnd: @escaping () -> Bool)
-        throws(DeliveryError)
-    {
+    func send(_ mail: OutgoingMail, beforeEnd: () -> Bool) throws(DeliveryError) {
         guard beforeEnd() else {
-            transport.heldBack(recipient)
+            transport.heldBack(mail.recipient)
             throw .transient("aborted before the end")
         }
-        transport.delivered(recipient)
-    }
-
-    func send(_ message: MailMessage) throws(DeliveryError) {
-        Issue.record("the sender gave a rendered session a MailMessage")
+        transport.delivered(mail.recipient)
     }
 
     func close() {}

@@ -165,7 +165,7 @@ import Testing
         defer { session.close() }
         let message = Array("Subject: dots\r\n\r\n.\r\n..\r\n.leading dot\r\n\r\n.\r\nend\r\n".utf8)
 
-        try session.send(rendered: message, from: "waitlist@example.org", to: "anna@example.com")
+        try session.send(OutgoingMail(bytes: message, sender: "waitlist@example.org", recipient: "anna@example.com"))
 
         #expect(try server.receivedMessages().map(\.data) == [message])
     }
@@ -208,7 +208,7 @@ import Testing
         let message = Array(("Subject: hook\r\n\r\n" + String(repeating: "line\r\n", count: lines)).utf8)
         let receivedAtHook = Mutex<[Int]>([])
 
-        try session.send(rendered: message, from: "waitlist@example.org", to: "anna@example.com") {
+        try session.send(OutgoingMail(bytes: message, sender: "waitlist@example.org", recipient: "anna@example.com")) {
             receivedAtHook.withLock { $0.append(server.receivedCount()) }
             return true
         }
@@ -226,7 +226,7 @@ import Testing
         let message = Array(("Subject: held back\r\n\r\n" + String(repeating: "line\r\n", count: lines)).utf8)
 
         #expect(throws: DeliveryError.transient("The message was abandoned before its end; the relay did not accept it.")) {
-            try session.send(rendered: message, from: "waitlist@example.org", to: "anna@example.com") { false }
+            try session.send(OutgoingMail(bytes: message, sender: "waitlist@example.org", recipient: "anna@example.com")) { false }
         }
         #expect(server.receivedCount() == 0)
     }
@@ -239,7 +239,9 @@ import Testing
         let calls = Mutex(0)
 
         #expect(throws: DeliveryError.self) {
-            try session.send(rendered: Array("Subject: x\r\n\r\nx\r\n".utf8), from: "waitlist@example.org", to: "reject@example.com") {
+            try session.send(
+                OutgoingMail(bytes: Array("Subject: x\r\n\r\nx\r\n".utf8), sender: "waitlist@example.org", recipient: "reject@example.com")
+            ) {
                 calls.withLock { $0 += 1 }
                 return true
             }
@@ -295,16 +297,17 @@ import Testing
     struct Refusal: Sendable, CustomTestStringConvertible {
         var sender = "waitlist@example.org"
         var recipient: String
-        var isPermanent: Bool
+        /// ``DeliveryError/kind`` of the error expected.
+        var kind: String
         var replyCode: String
         var testDescription: String { "\(sender) → \(recipient)" }
     }
 
     static let refusals: [Refusal] = [
-        Refusal(recipient: "rejected@example.com", isPermanent: true, replyCode: "550 5.1.1"),
-        Refusal(recipient: "deferred@example.com", isPermanent: false, replyCode: "451 4.3.0"),
-        Refusal(recipient: "spam@example.com", isPermanent: true, replyCode: "554 5.7.1"),
-        Refusal(sender: "rejected@example.org", recipient: "anna@example.com", isPermanent: false, replyCode: "553 5.7.1"),
+        Refusal(recipient: "rejected@example.com", kind: "permanent", replyCode: "550 5.1.1"),
+        Refusal(recipient: "deferred@example.com", kind: "deferred", replyCode: "451 4.3.0"),
+        Refusal(recipient: "spam@example.com", kind: "policy", replyCode: "554 5.7.1"),
+        Refusal(sender: "rejected@example.org", recipient: "anna@example.com", kind: "senderRefused", replyCode: "553 5.7.1"),
     ]
 
     @Test(arguments: refusals, [true, false])
@@ -317,7 +320,7 @@ import Testing
         refused.from.address = refusal.sender
 
         let error = try #require(throws: DeliveryError.self) { try session.send(refused) }
-        #expect(error.isPermanent == refusal.isPermanent)
+        #expect(error.kind == refusal.kind)
         #expect(error.reason.contains(refusal.replyCode), "\(error.reason)")
 
         try session.send(Self.message(to: "after@example.com"))
@@ -386,7 +389,7 @@ import Testing
         defer { session.close() }
 
         let error = try #require(throws: DeliveryError.self) { try session.send(Self.message(to: "anna@example.com")) }
-        #expect(!error.isPermanent)
+        #expect(error.kind == "senderRefused")
         #expect(error.reason.contains("535"), "\(error.reason)")
         #expect(!error.reason.contains("wrong"))
         #expect(try server.receivedMessages().isEmpty)
@@ -409,5 +412,15 @@ extension DeliveryError {
     /// Whether the outbox would give up on the message for good.
     var isPermanent: Bool {
         if case .permanent = self { true } else { false }
+    }
+
+    /// The case, for tests to compare: `policy` for a permanent refusal with a policy reason.
+    var kind: String {
+        switch self {
+        case .transient: "transient"
+        case .deferred: "deferred"
+        case .permanent(_, let policy): policy ? "policy" : "permanent"
+        case .senderRefused: "senderRefused"
+        }
     }
 }

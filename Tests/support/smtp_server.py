@@ -4,7 +4,7 @@
     python3 Tests/support/smtp_server.py --port 0 --maildir DIR
         [--auth USER:PASS] [--auth-without-tls]
         [--starttls CERT KEY] [--require-starttls] [--silent] [--refuse-all]
-        [--hold-after N]
+        [--hold-after N] [--spell-after N --spell-seconds S]
 
 Prints `READY <port>` on stdout once it listens, and stops when stdin closes or on SIGTERM.
 
@@ -20,6 +20,10 @@ Behaviour chosen by address, for testing failures:
   with --refuse-all, every recipient: 554 5.7.1 relay access denied (a relay refusing us)
   recipient `spam...@`    554 5.7.1 message refused  (at the end of DATA)
   sender    `reject...@`  553 5.7.1 sender not allowed (at MAIL FROM)
+
+With --spell-after N, once N messages were accepted the server answers every MAIL FROM with
+`421 4.3.2 try again later` (and hangs up) for --spell-seconds S, as a relay that is overloaded
+does; the spell's start creates `DIR/spell`.
 
 With --hold-after N, the messages after the first N are held at the end of DATA, unanswered,
 until a file `DIR/release` exists; the first one held creates `DIR/held`. A test can so stop or
@@ -54,8 +58,12 @@ def write_atomically(path, data):
 class MaildirHandler:
     """aiosmtpd hooks: applies the address rules above and stores accepted messages."""
 
-    def __init__(self, maildir, credentials, refuse_all=False, hold_after=None, pipelining=False, close_after=None):
+    def __init__(self, maildir, credentials, refuse_all=False, hold_after=None, pipelining=False, close_after=None,
+                 spell_after=None, spell_seconds=0.0):
         self.maildir = maildir
+        self.spell_after = spell_after
+        self.spell_seconds = spell_seconds
+        self.spell_until = None
         self.pipelining = pipelining
         self.close_after = close_after
         self.closed_connections = 0
@@ -65,6 +73,7 @@ class MaildirHandler:
         self.data_arrivals = 0
         self.deferred_once = set()
         self.message_numbers = itertools.count(1)
+        self.accepted = 0
 
     async def hold_until_released(self):
         """Waits, without answering, until `release` exists; says so once in `held`."""
@@ -87,7 +96,20 @@ class MaildirHandler:
             responses.insert(len(responses) - 1, "250-PIPELINING")
         return responses
 
+    def in_spell(self):
+        """Whether the 421 spell is on: it starts once `spell_after` messages were accepted."""
+        if self.spell_after is None or self.accepted < self.spell_after:
+            return False
+        now = asyncio.get_running_loop().time()
+        if self.spell_until is None:
+            self.spell_until = now + self.spell_seconds
+            write_atomically(os.path.join(self.maildir, "spell"), b"")
+        return now < self.spell_until
+
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        if self.in_spell():
+            asyncio.get_running_loop().call_soon(server.transport.close)
+            return "421 4.3.2 try again later"
         if local_part(address).startswith("reject"):
             return "553 5.7.1 sender not allowed"
         envelope.mail_from = address
@@ -118,6 +140,7 @@ class MaildirHandler:
         if self.hold_after is not None and self.data_arrivals > self.hold_after:
             await self.hold_until_released()
         number = next(self.message_numbers)
+        self.accepted = number
         base = os.path.join(self.maildir, str(number))
         write_atomically(base + ".eml", envelope.original_content)
         envelope_record = {
@@ -173,6 +196,8 @@ def parse_arguments():
     parser.add_argument("--pipelining", action="store_true", help="offer PIPELINING in the answer to EHLO")
     parser.add_argument("--close-after", type=int, metavar="N", help="hang up after N messages on a connection")
     parser.add_argument("--hold-after", type=int, metavar="N", help="hold the messages after the first N until DIR/release exists")
+    parser.add_argument("--spell-after", type=int, metavar="N", help="after N messages, answer 421 to MAIL FROM for a while")
+    parser.add_argument("--spell-seconds", type=float, default=10.0, metavar="S", help="how long the 421 spell lasts")
     return parser.parse_args()
 
 
@@ -186,6 +211,8 @@ async def serve(arguments):
         hold_after=arguments.hold_after,
         pipelining=arguments.pipelining,
         close_after=arguments.close_after,
+        spell_after=arguments.spell_after,
+        spell_seconds=arguments.spell_seconds,
     )
     tls_context = None
     if arguments.starttls:

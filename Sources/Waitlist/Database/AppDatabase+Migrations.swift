@@ -131,6 +131,22 @@ extension AppDatabase {
                     """)
         }
 
+        migrator.registerMigration("v5: one sending role per database") { db in
+            // One process at a time sends: it holds this row, renewed while it works, and its lanes
+            // share the work in memory. The outbox rows lose their own leases, which only said the
+            // same thing row by row.
+            try db.execute(
+                sql: """
+                    CREATE TABLE sending_role (
+                        id INTEGER PRIMARY KEY CHECK (id = 1),
+                        owner TEXT NOT NULL,
+                        expiresAt DATETIME NOT NULL
+                    );
+                    ALTER TABLE outbox DROP COLUMN leaseOwner;
+                    ALTER TABLE outbox DROP COLUMN leaseExpiresAt;
+                    """)
+        }
+
         return migrator
     }
 }

@@ -90,7 +90,7 @@ extension AppDatabase {
             try Self.applySentRecords(db)
             try db.execute(
                 sql:
-                    "UPDATE outbox SET state = 'cancelled', leaseOwner = NULL, leaseExpiresAt = NULL WHERE openingId = ? AND state = 'queued'",
+                    "UPDATE outbox SET state = 'cancelled' WHERE openingId = ? AND state = 'queued'",
                 arguments: [opening.id])
             return opening
         }

@@ -22,17 +22,15 @@ public struct Delivery: Sendable {
 
 /// What is left in the outbox, for `waitlist send` and progress reports.
 public struct OutboxBacklog: Sendable, Equatable {
-    /// Queued and due now, free to claim.
+    /// Queued and due now: the sender holding the role sends these next.
     public var ready: Int
-    /// Queued and due, but leased by a worker (this process or another) right now.
-    public var leased: Int
     /// Queued for a later retry.
     public var later: Int
     /// When the earliest of ``later`` is due.
     public var nextAttemptAt: Date?
 
     /// Nothing at all is queued.
-    public var isEmpty: Bool { ready + leased + later == 0 }
+    public var isEmpty: Bool { ready + later == 0 }
 }
 
 /// The retry schedule for transient failures.
@@ -54,44 +52,44 @@ public enum RetryPolicy {
 extension AppDatabase {
     // MARK: - Claims
 
-    /// Leases up to `limit` due messages for `owner` until `now + lease`, makes and stores their
-    /// tokens, and cancels any that should no longer go out (the subscriber left, enrolment closed).
+    /// Makes and stores the tokens of up to `limit` due messages, for the sender that holds the
+    /// sending role as `owner`, and cancels any that should no longer go out (the subscriber left,
+    /// enrolment closed). Messages in `excluding` (those the sender's lanes have in hand) are passed over.
     ///
-    /// Claiming is one write transaction, so two workers (the server and `waitlist send`, say)
-    /// never hold the same row; a lease left by a process that died expires and is claimed again.
+    /// Only the holder of the role claims (``SendingRoleLost`` otherwise), so no two processes
+    /// work on the same rows, and the lanes of the one that does share its claims in memory.
     /// The tokens' hashes are stored before any of the messages can go out. An unsubscribe token
     /// is keyed by its row (``Token/generate(keyedBy:)``), its hash written into the row the claim
     /// updates anyway; the hash of an earlier attempt's token moves to the token table, since that
     /// attempt may have arrived.
-    public func claimDue(owner: String, limit: Int, lease: TimeInterval, now: Date = Date()) throws -> [Delivery] {
+    public func claimDue(owner: String, limit: Int, excluding: Set<Int64> = [], now: Date = Date()) throws -> [Delivery] {
         try writer.write { db in
+            try Self.checkSendingRole(db, owner: owner, now: now)
             // A row recorded sent (by this process or one that died) is never claimed again.
             try Self.applySentRecords(db)
             // Cached statements: a sender runs these for every batch, and preparing SQL costs more than running it.
             let claim = try db.cachedStatement(
                 sql: """
-                    UPDATE outbox SET leaseOwner = ?, leaseExpiresAt = ?, attempts = attempts + 1
+                    UPDATE outbox SET attempts = attempts + 1
                     WHERE id IN (
                         SELECT id FROM outbox
-                        WHERE state = 'queued' AND nextAttemptAt <= ? AND (leaseExpiresAt IS NULL OR leaseExpiresAt <= ?)
+                        WHERE state = 'queued' AND nextAttemptAt <= ? AND id NOT IN (SELECT value FROM json_each(?))
                         ORDER BY nextAttemptAt, id LIMIT ?)
                     RETURNING id, kind, subscriberId, openingId, attempts, unsubscribeHash IS NOT NULL
                     """)
             // Turning a date into its text costs more than most statements here: once, and fast.
             let nowValue = StoredDate.value(now)
-            let rows = try Row.fetchAll(
-                claim, arguments: [owner, StoredDate.value(now.addingTimeInterval(lease)), nowValue, nowValue, limit])
+            let rows = try Row.fetchAll(claim, arguments: [nowValue, Self.jsonList(excluding), limit])
             // Only what a mail needs of each recipient, all in one query.
             // Columns by position (as RETURNING lists them): finding them by name costs more than reading them.
             let subscriberIds = rows.map { $0[2] as Int64 }
             var recipients: [Int64: (courseId: Int64, email: String, language: Language, status: SubscriberStatus)] = [:]
             let recipientsQuery = try db.cachedStatement(
                 sql: "SELECT id, courseId, email, language, status FROM subscriber WHERE id IN (SELECT value FROM json_each(?))")
-            for row in try Row.fetchAll(recipientsQuery, arguments: ["[\(subscriberIds.map(String.init).joined(separator: ","))]"]) {
+            for row in try Row.fetchAll(recipientsQuery, arguments: [Self.jsonList(subscriberIds)]) {
                 recipients[row[0]] = (row[1], row[2], row[3], row[4])
             }
-            let cancel = try db.cachedStatement(
-                sql: "UPDATE outbox SET state = 'cancelled', leaseOwner = NULL, leaseExpiresAt = NULL WHERE id = ?")
+            let cancel = try db.cachedStatement(sql: "UPDATE outbox SET state = 'cancelled' WHERE id = ?")
             let keepEarlierToken = try db.cachedStatement(
                 sql: """
                     INSERT INTO token (subscriberId, purpose, hash, createdAt)
@@ -141,26 +139,24 @@ extension AppDatabase {
         }
     }
 
-    /// Extends the lease of rows still in hand, before a slow step.
-    public func renewLease(ids: [Int64], owner: String, lease: TimeInterval, now: Date = Date()) throws {
+    /// Gives back claimed messages that never went to the relay (the sender is stopping): the claim
+    /// no longer counts as an attempt, and the unsubscribe token made for it, which nobody received,
+    /// is dropped. Only while `owner` holds the role: once another sender has it, the rows are its own.
+    public func releaseClaims(ids: [Int64], owner: String, now: Date = Date()) throws {
         guard !ids.isEmpty else { return }
         try writer.write { db in
-            _ = try OutboxMessage.filter(
-                ids.contains(Column("id")) && Column("leaseOwner") == owner && OutboxMessage.Columns.state == OutboxState.queued
-            )
-            .updateAll(db, Column("leaseExpiresAt").set(to: now.addingTimeInterval(lease)))
+            try Self.checkSendingRole(db, owner: owner, now: now)
+            try db.execute(
+                sql: """
+                    UPDATE outbox SET attempts = max(attempts - 1, 0), unsubscribeHash = NULL
+                    WHERE id IN (SELECT value FROM json_each(?)) AND state = 'queued'
+                    """, arguments: [Self.jsonList(ids)])
         }
     }
 
-    /// Gives back rows that were claimed but not tried (the worker is stopping).
-    public func releaseLease(ids: [Int64], owner: String) throws {
-        guard !ids.isEmpty else { return }
-        try writer.write { db in
-            _ = try OutboxMessage.filter(
-                ids.contains(Column("id")) && Column("leaseOwner") == owner && OutboxMessage.Columns.state == OutboxState.queued
-            )
-            .updateAll(db, Column("leaseOwner").set(to: nil), Column("leaseExpiresAt").set(to: nil), Column("attempts") -= 1)
-        }
+    /// `[1,2,3]`, for `json_each`: one statement whatever the number of ids.
+    private static func jsonList<S: Sequence<Int64>>(_ ids: S) -> String {
+        "[" + ids.map(String.init).joined(separator: ",") + "]"
     }
 
     // MARK: - Outcomes
@@ -189,7 +185,7 @@ extension AppDatabase {
         // Row by row through the primary key: a join would walk the index of every queued row.
         try db.cachedStatement(
             sql: """
-                UPDATE outbox SET state = 'sent', leaseOwner = NULL, leaseExpiresAt = NULL, lastError = NULL,
+                UPDATE outbox SET state = 'sent', lastError = NULL,
                     sentAt = (SELECT sentAt FROM outbox_sent WHERE outboxId = outbox.id)
                 WHERE id IN (SELECT outboxId FROM outbox_sent)
                 """
@@ -197,17 +193,18 @@ extension AppDatabase {
         try db.cachedStatement(sql: "DELETE FROM outbox_sent").execute()
     }
 
-    /// Records a failed attempt: a permanent failure marks the message failed and its subscriber
-    /// bounced; a transient one schedules a retry with back-off, or gives up after three days.
+    /// Records a failed attempt of the sender holding the role as `owner`: a permanent refusal marks
+    /// the message failed and its subscriber bounced; any other failure schedules a retry with
+    /// back-off, or gives up after three days. Throws ``SendingRoleLost`` when `owner` no longer
+    /// holds the role (the message is then another sender's).
     ///
     /// - Returns: the row's new state.
     @discardableResult
-    public func markFailed(id: Int64, error: DeliveryError, now: Date = Date()) throws -> OutboxState {
+    public func markFailed(id: Int64, error: DeliveryError, owner: String, now: Date = Date()) throws -> OutboxState {
         try writer.write { db in
+            try Self.checkSendingRole(db, owner: owner, now: now)
             guard var message = try OutboxMessage.fetchOne(db, key: id), message.state == .queued else { return .failed }
             message.lastError = String(error.reason.prefix(1000))
-            message.leaseOwner = nil
-            message.leaseExpiresAt = nil
             switch error {
             case .permanent:
                 message.state = .failed
@@ -217,7 +214,7 @@ extension AppDatabase {
                     try subscriber.update(db)
                     try Self.cancelQueuedMail(db, subscriberId: message.subscriberId)
                 }
-            case .transient:
+            case .transient, .deferred, .senderRefused:
                 if now.timeIntervalSince(message.createdAt) >= RetryPolicy.giveUpAfter {
                     message.state = .failed
                 } else {
@@ -231,9 +228,13 @@ extension AppDatabase {
 
     /// Takes back permanent refusals that turned out to be the relay's fault: the messages are
     /// queued again, due now, and their subscribers are no longer bounced.
-    public func revertRefusals(outboxIds: [Int64], now: Date = Date()) throws {
-        guard !outboxIds.isEmpty else { return }
-        try writer.write { db in
+    ///
+    /// - Returns: how many refusals were taken back.
+    @discardableResult
+    public func revertRefusals(outboxIds: [Int64], now: Date = Date()) throws -> Int {
+        guard !outboxIds.isEmpty else { return 0 }
+        return try writer.write { db in
+            var retaken = 0
             for id in outboxIds {
                 guard var message = try OutboxMessage.fetchOne(db, key: id), message.state == .failed else { continue }
                 message.state = .queued
@@ -251,26 +252,28 @@ extension AppDatabase {
                         WHERE subscriberId = ? AND state = 'cancelled' AND id != ?
                         AND (openingId IS NULL OR openingId IN (SELECT id FROM opening WHERE closedAt IS NULL))
                         """, arguments: [now, message.subscriberId, id])
+                retaken += 1
             }
+            return retaken
         }
     }
 
     // MARK: - What is left
 
-    /// Counts what is still queued, by whether it can be claimed now.
+    /// Counts what is still queued, by whether it is due now. A message recorded sent and not yet
+    /// folded into the outbox is not queued.
     public func backlog(now: Date = Date()) throws -> OutboxBacklog {
         try writer.read { db in
             let row = try Row.fetchOne(
                 db,
                 sql: """
                     SELECT
-                        count(*) FILTER (WHERE nextAttemptAt <= :now AND (leaseExpiresAt IS NULL OR leaseExpiresAt <= :now)) AS ready,
-                        count(*) FILTER (WHERE leaseExpiresAt > :now) AS leased,
-                        count(*) FILTER (WHERE nextAttemptAt > :now AND (leaseExpiresAt IS NULL OR leaseExpiresAt <= :now)) AS later,
+                        count(*) FILTER (WHERE nextAttemptAt <= :now) AS ready,
+                        count(*) FILTER (WHERE nextAttemptAt > :now) AS later,
                         min(nextAttemptAt) FILTER (WHERE nextAttemptAt > :now) AS nextAttemptAt
-                    FROM outbox WHERE state = 'queued'
+                    FROM outbox WHERE state = 'queued' AND id NOT IN (SELECT outboxId FROM outbox_sent)
                     """, arguments: ["now": now])!
-            return OutboxBacklog(ready: row["ready"], leased: row["leased"], later: row["later"], nextAttemptAt: row["nextAttemptAt"])
+            return OutboxBacklog(ready: row["ready"], later: row["later"], nextAttemptAt: row["nextAttemptAt"])
         }
     }
 
@@ -278,7 +281,11 @@ extension AppDatabase {
     public func announcementCounts(openingId: Int64) throws -> [OutboxState: Int] {
         try writer.read { db in
             let rows = try Row.fetchAll(
-                db, sql: "SELECT state, count(*) AS n FROM outbox WHERE openingId = ? GROUP BY state", arguments: [openingId])
+                db,
+                sql: """
+                    SELECT CASE WHEN s.outboxId IS NULL THEN o.state ELSE 'sent' END AS state, count(*) AS n
+                    FROM outbox o LEFT JOIN outbox_sent s ON s.outboxId = o.id WHERE o.openingId = ? GROUP BY 1
+                    """, arguments: [openingId])
             var counts: [OutboxState: Int] = [:]
             for row in rows { counts[row["state"] as OutboxState] = row["n"] }
             return counts

@@ -34,7 +34,8 @@ public struct ConsentRecord: Codable, Sendable, Equatable {
 extension AppDatabase {
     // MARK: - Reports
 
-    /// Subscriber and mail counts for a course.
+    /// Subscriber and mail counts for a course. A message recorded sent by a sender's lane counts
+    /// as sent at once, before the record is folded into the outbox (and after any crash).
     public func status(courseId: Int64) throws -> CourseStatus {
         try writer.read { db in
             guard let course = try Course.fetchOne(db, key: courseId) else {
@@ -50,8 +51,9 @@ extension AppDatabase {
             for row in try Row.fetchAll(
                 db,
                 sql: """
-                    SELECT o.state, count(*) AS n FROM outbox o JOIN subscriber s ON s.id = o.subscriberId
-                    WHERE s.courseId = ? GROUP BY o.state
+                    SELECT CASE WHEN r.outboxId IS NULL THEN o.state ELSE 'sent' END AS state, count(*) AS n
+                    FROM outbox o JOIN subscriber s ON s.id = o.subscriberId LEFT JOIN outbox_sent r ON r.outboxId = o.id
+                    WHERE s.courseId = ? GROUP BY 1
                     """, arguments: [courseId])
             {
                 mail[row["state"] as OutboxState] = row["n"]

@@ -193,7 +193,7 @@ extension AppDatabase {
         try applySentRecords(db)
         try db.execute(
             sql:
-                "UPDATE outbox SET state = 'cancelled', leaseOwner = NULL, leaseExpiresAt = NULL WHERE subscriberId = ? AND state = 'queued'",
+                "UPDATE outbox SET state = 'cancelled' WHERE subscriberId = ? AND state = 'queued'",
             arguments: [subscriberId])
     }
 }

@@ -161,8 +161,6 @@ public struct OutboxMessage: Codable, Sendable, Equatable, FetchableRecord, Muta
     public var state: OutboxState
     public var attempts: Int
     public var nextAttemptAt: Date
-    public var leaseOwner: String?
-    public var leaseExpiresAt: Date?
     public var lastError: String?
     public var createdAt: Date
     public var sentAt: Date?

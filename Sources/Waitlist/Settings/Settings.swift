@@ -26,6 +26,9 @@ public struct Settings: Sendable {
     public var sendConcurrency: Int
     /// Most messages per second over all connections (`WAITLIST_SEND_RATE`); `nil` is `off`.
     public var sendRate: Rate?
+    /// Seconds a sender holds the sending role without renewing it (`WAITLIST_SEND_LEASE`): how
+    /// long others wait before they take over from a sender that died or froze.
+    public var sendLease: TimeInterval
     /// The log level (`WAITLIST_LOG_LEVEL`).
     public var logLevel: Logger.Level
     /// The folder of static files: styles, scripts, icons (`WAITLIST_PUBLIC_DIR`).
@@ -43,6 +46,7 @@ public struct Settings: Sendable {
         self.allowedOrigins = []
         self.sendConcurrency = 4
         self.sendRate = nil
+        self.sendLease = 45
         self.logLevel = .info
         self.publicDirectory = "Public"
     }
@@ -68,9 +72,8 @@ public struct Settings: Sendable {
         }
         if let url = value("WAITLIST_SMTP_URL") {
             do {
-                // A message's timeout (30 s) plus the time between lease renewals stays inside the
-                // outbox lease (45 s), so a slow relay never lets another sender take over a message
-                // still in flight.
+                // A slow relay holds up one lane for 30 s at most; the sending role is renewed
+                // meanwhile, so no other sender takes the message over.
                 smtp = try SMTPConfiguration(url: url, caFile: value("WAITLIST_SMTP_CA_FILE"), messageTimeout: .seconds(30))
             } catch {
                 throw SettingsError(sentence: error.description)
@@ -97,6 +100,12 @@ public struct Settings: Sendable {
         }
         if let rate = value("WAITLIST_SEND_RATE") {
             sendRate = try Rate.parse(rate, variable: "WAITLIST_SEND_RATE")
+        }
+        if let lease = value("WAITLIST_SEND_LEASE") {
+            guard let seconds = Double(lease), seconds.isFinite, (1...3600).contains(seconds) else {
+                throw SettingsError(variable: "WAITLIST_SEND_LEASE", message: "must be a number of seconds from 1 to 3600")
+            }
+            sendLease = seconds
         }
         if let directory = value("WAITLIST_PUBLIC_DIR") { publicDirectory = directory }
         if let level = value("WAITLIST_LOG_LEVEL") {

@@ -30,6 +30,9 @@ final class SMTPTestServer {
         var port = 0
         /// Hold every message after the first this many at the end of DATA, unanswered, until ``release()``.
         var holdsAfter: Int?
+        /// After this many messages, answer `421` to every `MAIL FROM` for ``spellSeconds``.
+        var spellAfter: Int?
+        var spellSeconds = 10.0
     }
 
     /// One message the server accepted: its envelope, its connection, and its DATA with dot-stuffing undone.
@@ -145,6 +148,9 @@ final class SMTPTestServer {
         if options.offersPipelining { arguments.append("--pipelining") }
         if let hangsUpAfter = options.hangsUpAfter { arguments += ["--close-after", String(hangsUpAfter)] }
         if let holdsAfter = options.holdsAfter { arguments += ["--hold-after", String(holdsAfter)] }
+        if let spellAfter = options.spellAfter {
+            arguments += ["--spell-after", String(spellAfter), "--spell-seconds", String(options.spellSeconds)]
+        }
 
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
@@ -194,6 +200,18 @@ final class SMTPTestServer {
     /// It blocks its thread: call it inside ``onOwnThread(_:)``, with what must follow at once.
     func waitUntilHolding(timeout: Duration = .seconds(120)) -> Bool {
         let marker = maildir.appendingPathComponent("held").path
+        let clock = ContinuousClock()
+        let deadline = clock.now.advanced(by: timeout)
+        while !FileManager.default.fileExists(atPath: marker) {
+            guard clock.now < deadline else { return false }
+            usleep(10_000)
+        }
+        return true
+    }
+
+    /// Waits until the server's 421 spell has begun (see ``Options/spellAfter``), up to `timeout`.
+    func waitUntilSpell(timeout: Duration = .seconds(120)) -> Bool {
+        let marker = maildir.appendingPathComponent("spell").path
         let clock = ContinuousClock()
         let deadline = clock.now.advanced(by: timeout)
         while !FileManager.default.fileExists(atPath: marker) {

@@ -24,8 +24,11 @@ final class TestClock: Sendable {
 }
 
 /// A transport that keeps every message, and can be told to fail.
+///
+/// It takes what production sends, the rendered bytes and their envelope, and reads each message
+/// back with ``IndependentMailParser`` for the tests to look into.
 final class RecordingTransport: MailTransport, Sendable {
-    private let state = Mutex<(messages: [MailMessage], failures: [DeliveryError])>(([], []))
+    private let state = Mutex<(messages: [MailMessage], failures: [DeliveryError], refused: [String: DeliveryError])>(([], [], [:]))
 
     /// Every message delivered so far.
     var messages: [MailMessage] { state.withLock { $0.messages } }
@@ -39,17 +42,31 @@ final class RecordingTransport: MailTransport, Sendable {
         state.withLock { $0.failures.append(contentsOf: errors) }
     }
 
+    /// Every delivery to these addresses fails with `error`.
+    func refuse(_ addresses: [String], with error: DeliveryError) {
+        state.withLock { state in
+            for address in addresses { state.refused[address] = error }
+        }
+    }
+
     func makeSession() throws(DeliveryError) -> any MailSession {
         RecordingSession(transport: self)
     }
 
-    fileprivate func deliver(_ message: MailMessage) throws(DeliveryError) {
-        let failure: DeliveryError? = state.withLock { state in
-            if !state.failures.isEmpty { return state.failures.removeFirst() }
-            state.messages.append(message)
-            return nil
+    fileprivate func deliver(_ mail: OutgoingMail, beforeEnd: () -> Bool) throws(DeliveryError) {
+        let failure = state.withLock { state in
+            state.refused[mail.recipient] ?? (state.failures.isEmpty ? nil : state.failures.removeFirst())
         }
         if let failure { throw failure }
+        guard beforeEnd() else { throw .transient("abandoned before the end") }
+        let message: MailMessage
+        do {
+            message = try IndependentMailParser.message(mail)
+        } catch {
+            Issue.record("the sender sent a message that does not parse: \(error)")
+            return
+        }
+        state.withLock { $0.messages.append(message) }
     }
 }
 
@@ -60,11 +77,22 @@ private final class RecordingSession: MailSession {
         self.transport = transport
     }
 
-    func send(_ message: MailMessage) throws(DeliveryError) {
-        try transport.deliver(message)
+    func send(_ mail: OutgoingMail, beforeEnd: () -> Bool) throws(DeliveryError) {
+        try transport.deliver(mail, beforeEnd: beforeEnd)
     }
 
     func close() {}
+}
+
+extension AppDatabase {
+    /// Claims as the sender `owner` would: takes the sending role (at `now`, for `lease` seconds)
+    /// and claims up to `limit` due messages.
+    func claimAsSender(owner: String = "test", limit: Int, lease: TimeInterval = 60, now: Date = Date()) throws -> [Delivery] {
+        if let holder = try takeSendingRole(owner: owner, lease: lease, now: now) {
+            throw WaitlistError(.unavailable, "\(holder.owner) holds the sending role")
+        }
+        return try claimDue(owner: owner, limit: limit, now: now)
+    }
 }
 
 /// Everything a test of the service needs: an in-memory database, the real templates, a

@@ -43,12 +43,17 @@ public struct FileTransport: MailTransport {
     /// percent-encoded (all but ASCII letters, digits and `.`, `_`, `-`, `@`, `+`) and cut to 180
     /// characters, then `.eml`. A message without an ID gets a random one, so names stay unique.
     static func fileName(for message: MailMessage) -> String {
-        let time = UTCTime(message.date)
+        fileName(date: message.date, messageID: message.messageID)
+    }
+
+    /// ``fileName(for:)`` from the two fields it uses.
+    static func fileName(date: Date, messageID: String) -> String {
+        let time = UTCTime(date)
         let stamp =
             "\(time.padded(\.year, 4))\(time.padded(\.month, 2))\(time.padded(\.day, 2))"
             + "T\(time.padded(\.hour, 2))\(time.padded(\.minute, 2))\(time.padded(\.second, 2))Z"
         var id = ""
-        for byte in message.messageID.utf8 {
+        for byte in messageID.utf8 {
             if isFileNameSafe(byte) {
                 id.append(Character(UnicodeScalar(byte)))
             } else {
@@ -128,19 +133,25 @@ final class MailFileWriter: MailSession, Sendable {
     }
 
     /// Writes the message's file atomically and logs it; any failure is `.transient`, since a full
-    /// disk or a wrong permission can be fixed and the message sent again.
-    func send(_ message: MailMessage) throws(DeliveryError) {
+    /// disk or a wrong permission can be fixed and the message sent again. `beforeEnd` is asked
+    /// just before the file is moved into place.
+    func send(_ mail: OutgoingMail, beforeEnd: () -> Bool) throws(DeliveryError) {
         try createDirectoryIfMissing()
-        let target = directory.appendingPathComponent(FileTransport.fileName(for: message))
+        let header = MailFileHeader(mail.bytes)
+        let target = directory.appendingPathComponent(FileTransport.fileName(date: header.date, messageID: header.messageID))
         let temporary = directory.appendingPathComponent(".\(target.lastPathComponent).\(SecureRandom.hexDigits(8)).tmp")
-        try writeDurably(MIMERenderer.render(message), to: temporary)
+        try writeDurably(mail.bytes, to: temporary)
+        guard beforeEnd() else {
+            unlink(temporary.path)
+            throw .transient("The message was abandoned before its file was moved into place.")
+        }
         guard rename(temporary.path, target.path) == 0 else {
             let reason = "cannot move mail file into place at \(target.path): \(String(cString: strerror(errno)))"
             unlink(temporary.path)
             throw .transient(reason)
         }
         syncDirectory()
-        let links = FileTransport.links(in: message.text)
+        let links = FileTransport.links(in: header.decodedBody)
         logger.info("Mail written to \(target.path)\(links.isEmpty ? "" : "; links: " + links.joined(separator: " "))")
     }
 
@@ -200,6 +211,55 @@ final class MailFileWriter: MailSession, Sendable {
         guard descriptor >= 0 else { return }
         _ = fsync(descriptor)
         _ = closeDescriptor(descriptor)
+    }
+}
+
+/// What the file transport reads back from a rendered message: its `Date` and `Message-ID` for the
+/// file's name, and its body with quoted-printable undone, to find the links to log.
+struct MailFileHeader {
+    var date: Date
+    var messageID: String
+    var decodedBody: String
+
+    init(_ bytes: [UInt8]) {
+        let text = String(decoding: bytes, as: UTF8.self)
+        let parts = text.components(separatedBy: "\r\n\r\n")
+        let lines = (parts.first ?? "").components(separatedBy: "\r\n")
+        func field(_ name: String) -> String? {
+            lines.first { $0.lowercased().hasPrefix(name.lowercased() + ":") }
+                .map { String($0.dropFirst(name.count + 1)).trimmingCharacters(in: .whitespaces) }
+        }
+        date = field("Date").flatMap(Self.parseDate) ?? Date()
+        messageID = field("Message-ID").map { $0.trimmingCharacters(in: CharacterSet(charactersIn: "<>")) } ?? ""
+        decodedBody = Self.undoQuotedPrintable(parts.dropFirst().joined(separator: "\r\n\r\n"))
+    }
+
+    /// `Sun, 29 Nov 2026 00:56:39 +0000`, as ``MIMERenderer/rfc5322Date(_:)`` writes it.
+    private static func parseDate(_ value: String) -> Date? {
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss Z"
+        return formatter.date(from: value)
+    }
+
+    /// Soft line breaks joined and `=XX` turned back into bytes: enough to read the links.
+    private static func undoQuotedPrintable(_ body: String) -> String {
+        let bytes = Array(body.replacingOccurrences(of: "=\r\n", with: "").utf8)
+        var decoded: [UInt8] = []
+        decoded.reserveCapacity(bytes.count)
+        var index = 0
+        while index < bytes.count {
+            if bytes[index] == UInt8(ascii: "="), index + 2 < bytes.count,
+                let value = UInt8(String(decoding: bytes[(index + 1)...(index + 2)], as: UTF8.self), radix: 16)
+            {
+                decoded.append(value)
+                index += 3
+            } else {
+                decoded.append(bytes[index])
+                index += 1
+            }
+        }
+        return String(decoding: decoded, as: UTF8.self)
     }
 }
 

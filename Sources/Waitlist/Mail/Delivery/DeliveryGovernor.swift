@@ -16,8 +16,10 @@ final class DeliveryGovernor: Sendable {
         var longestPause: TimeInterval = 60
         /// After this many transient failures in a row, stop (`nil`: never stop, keep pausing).
         var transientFailuresToStop: Int?
-        /// After this many permanent refusals in a row, the relay is refusing everyone, not the recipients.
-        var permanentFailuresToStop = 10
+        /// Policy refusals (`5.7.x`) of this many recipients in a row, with nothing else between them…
+        var policyRefusalsToStop = 5
+        /// …across at least this many domains, are the relay refusing us, not the recipients refusing mail.
+        var policyRefusalDomainsToStop = 3
         /// In a long-running worker, how long to wait before trying again after such a stop.
         var pauseAfterStop: TimeInterval = 300
         /// Whether a stop ends the run (commands) or only pauses it (the server's worker).
@@ -29,7 +31,8 @@ final class DeliveryGovernor: Sendable {
         var pausedUntil = Date.distantPast
         var pause: TimeInterval = 0
         var transientStreak = 0
-        var permanentStreak: [Int64] = []
+        /// The policy refusals since anything else happened: message and recipient domain.
+        var policyStreak: [(outboxId: Int64, domain: String)] = []
         var stopReason: String?
         /// Until when permanent refusals are blamed on the relay (after a run of them).
         var blameRelayUntil = Date.distantPast
@@ -78,7 +81,7 @@ final class DeliveryGovernor: Sendable {
     func recordSuccess() {
         state.withLock { state in
             state.transientStreak = 0
-            state.permanentStreak = []
+            state.policyStreak = []
             state.pause = 0
         }
     }
@@ -95,28 +98,52 @@ final class DeliveryGovernor: Sendable {
         }
     }
 
-    /// A permanent refusal of the message `outboxId`.
+    /// The relay refused one recipient or message for good (`outboxId`, to an address at `domain`;
+    /// `isPolicy` for a `5.7.x` refusal).
     ///
-    /// - Returns: the messages whose refusals are to be taken back, when this refusal completes a
-    ///   run long enough to blame the relay rather than the recipients; otherwise an empty list.
-    func recordPermanent(outboxId: Int64, reason: String) -> [Int64] {
+    /// A refusal without a policy reason (`550 5.1.1 no such user`) is the recipient's alone: it
+    /// only ends a run of policy refusals. Policy refusals (`5.7.x`) of several recipients in a
+    /// row across several domains are the relay refusing us.
+    ///
+    /// - Returns: the messages whose refusals are to be taken back, when this refusal completes such a
+    ///   run (or comes while the relay is blamed); otherwise an empty list.
+    func recordPermanent(outboxId: Int64, domain: String, isPolicy: Bool, reason: String) -> [Int64] {
         state.withLock { state in
+            guard isPolicy else {
+                state.policyStreak = []
+                return []
+            }
             // Messages still in flight when the relay was found refusing everyone are its doing too.
             if now() < state.blameRelayUntil { return [outboxId] }
-            state.permanentStreak.append(outboxId)
-            guard state.permanentStreak.count >= policy.permanentFailuresToStop else { return [] }
-            let streak = state.permanentStreak
-            state.permanentStreak = []
-            if policy.stopsForGood {
-                state.blameRelayUntil = .distantFuture
-                state.stopReason =
-                    "The SMTP relay refused \(streak.count) recipients in a row (the last: \(reason)); "
-                    + "that looks like the relay refusing us, not bad addresses, so nobody was marked bounced"
-            } else {
-                state.pausedUntil = now().addingTimeInterval(policy.pauseAfterStop)
-                state.blameRelayUntil = state.pausedUntil
+            state.policyStreak.append((outboxId, domain.lowercased()))
+            let domains = Set(state.policyStreak.map(\.domain))
+            guard state.policyStreak.count >= policy.policyRefusalsToStop, domains.count >= policy.policyRefusalDomainsToStop else {
+                return []
             }
+            let streak = state.policyStreak.map(\.outboxId)
+            state.policyStreak = []
+            blameRelay(
+                &state,
+                reason: "The SMTP relay refused \(streak.count) recipients at \(domains.count) domains in a row for a policy reason "
+                    + "(the last: \(reason)); that looks like the relay refusing us, not bad addresses, so nobody was marked bounced")
             return streak
+        }
+    }
+
+    /// The relay refused us (the login, or the sender at `MAIL FROM`): sending stops, or pauses in the server.
+    func recordSenderRefused(reason: String) {
+        state.withLock { state in
+            blameRelay(&state, reason: "The SMTP relay refuses to take mail from us: \(reason)")
+        }
+    }
+
+    private func blameRelay(_ state: inout State, reason: String) {
+        if policy.stopsForGood {
+            state.blameRelayUntil = .distantFuture
+            if state.stopReason == nil { state.stopReason = reason }
+        } else {
+            state.pausedUntil = now().addingTimeInterval(policy.pauseAfterStop)
+            state.blameRelayUntil = state.pausedUntil
         }
     }
 }
