@@ -1,4 +1,5 @@
 import Foundation
+import Glibc
 import GRDB
 import Testing
 
@@ -258,6 +259,58 @@ struct CLITests {
         #expect(cli.mailFiles().count == 1)
         #expect(try database.status(courseId: 1).mailSent == 1)
         #expect(try cli.run("send").status == 0)
+    }
+
+    @Test("serve whose port is taken exits 69 with one sentence, its mail worker stopped, instead of hanging", .timeLimit(.minutes(1)))
+    func serveOnATakenPortExits() async throws {
+        let cli = try CLIHarness()
+        defer { cli.cleanUp() }
+        // Hold a port, as another server would.
+        let taken = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(taken) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(taken, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        try #require(bound == 0 && listen(taken, 1) == 0)
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(taken, $0, &length) }
+        }
+        let port = Int(UInt16(bigEndian: address.sin_port))
+
+        let result = try cli.run("serve", "--port", String(port))
+        #expect(result.status == 69)
+        #expect(result.stderr.contains("Address already in use"), "\(result.stderr)")
+    }
+
+    @Test("send while another process holds the sending role waits, says so, and takes over once that lease runs out")
+    func sendWaitsForTheRoleHolder() throws {
+        let cli = try CLIHarness()
+        defer { cli.cleanUp() }
+        let database = try AppDatabase.open(path: cli.databasePath)
+        _ = try database.subscribe(email: try EmailAddress("anna@example.com"), courseId: 1, language: .ru, client: ClientContext())
+        // A sender that froze: it holds the role for 3 more seconds and sends nothing.
+        #expect(try database.takeSendingRole(owner: "frozen:1:abc", lease: 3) == nil)
+        let started = Date()
+        let result = try cli.run("send", extraEnvironment: ["WAITLIST_SEND_LEASE": "3"])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stderr.contains("Another waitlist process is sending"), "\(result.stderr)")
+        #expect(Date().timeIntervalSince(started) >= 2.5)
+        #expect(cli.mailFiles().count == 1)
+        #expect(try database.status(courseId: 1).mailSent == 1)
+        #expect(try database.sendingRoleHolder() == nil)
+    }
+
+    @Test("WAITLIST_SEND_LEASE is read in seconds, 45 by default; nonsense is a usage error")
+    func sendLeaseSetting() throws {
+        #expect(try Settings(environment: [:]).sendLease == 45)
+        #expect(try Settings(environment: ["WAITLIST_SEND_LEASE": "2.5"]).sendLease == 2.5)
+        for bad in ["0", "-3", "soon", "nan", "100000"] {
+            #expect(throws: SettingsError.self) { try Settings(environment: ["WAITLIST_SEND_LEASE": bad]) }
+        }
     }
 
     @Test("course add, list and edit manage courses")

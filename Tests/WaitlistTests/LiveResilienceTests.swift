@@ -18,8 +18,9 @@ struct LiveResilienceTests {
         let cli = try CLIHarness()
         defer { cli.cleanUp() }
         let addresses = try cli.seedConfirmed(count: 3000)
-        let open = try cli.start(
-            ["open", "--date", "2027-03-15", "--url", enrol, "--yes"], extraEnvironment: ["WAITLIST_SMTP_URL": server.url])
+        // A short lease, so that send takes over soon after the kill.
+        let environment = ["WAITLIST_SMTP_URL": server.url, "WAITLIST_SEND_LEASE": "3"]
+        let open = try cli.start(["open", "--date", "2027-03-15", "--url", enrol, "--yes"], extraEnvironment: environment)
         let pid = open.processIdentifier
         let held = await onOwnThread {
             guard server.waitUntilHolding() else { return false }
@@ -33,8 +34,8 @@ struct LiveResilienceTests {
         let beforeResume = server.receivedCount()
         #expect(beforeResume < addresses.count)
 
-        // The dead process's leases run out (45 s) and `send` waits for them rather than leaving them behind.
-        let resumed = try cli.run("send", extraEnvironment: ["WAITLIST_SMTP_URL": server.url])
+        // The dead process's hold on the sending role runs out and `send` waits for it rather than leaving mail behind.
+        let resumed = try cli.run("send", extraEnvironment: environment)
         #expect(resumed.status == 0, "\(resumed.stderr)")
         let recipients = try server.receivedMessages().flatMap(\.recipients)
         #expect(Set(recipients) == Set(addresses))

@@ -260,6 +260,15 @@ extension AppDatabase {
 
     // MARK: - What is left
 
+    /// Whether any queued message is due now: what an idle sender asks every second, through the
+    /// index of queued rows, without counting them.
+    public func hasDueMail(now: Date = Date()) throws -> Bool {
+        try writer.read { db in
+            try Bool.fetchOne(
+                db, sql: "SELECT EXISTS (SELECT 1 FROM outbox WHERE state = 'queued' AND nextAttemptAt <= ?)", arguments: [now]) ?? false
+        }
+    }
+
     /// Counts what is still queued, by whether it is due now. A message recorded sent and not yet
     /// folded into the outbox is not queued.
     public func backlog(now: Date = Date()) throws -> OutboxBacklog {

@@ -192,15 +192,15 @@ public final class OutboxSender: Sendable {
         mode: Mode, governor: DeliveryGovernor, pool: NIOThreadPool, progress: @escaping @Sendable (Progress) -> Void
     ) async throws {
         while !isStopping && governor.stopReason == nil {
-            let due: Int
+            let hasDueMail: Bool
             do {
-                due = try database.backlog(now: now()).ready
+                hasDueMail = try database.hasDueMail(now: now())
             } catch {
                 try unavailable(error, mode: mode)
                 try await pool.runIfActive { self.doorbell.wait(timeout: 5) }
                 continue
             }
-            if due == 0 {
+            if !hasDueMail {
                 if mode == .drain { return }
                 try await pool.runIfActive { self.doorbell.wait(timeout: 1) }
                 continue
@@ -216,9 +216,11 @@ public final class OutboxSender: Sendable {
             if let holder {
                 // Another process sends: show what is left, and take over once it is done or gone.
                 state.withLock { $0.summary.waitedForAnotherSender = true }
-                progress(.anotherSenderWorks(due: due))
+                if mode == .drain, let due = try? database.backlog(now: now()).ready {  // only for the display: skipped when busy
+                    progress(.anotherSenderWorks(due: due))
+                }
                 logger.debug("Another sender holds the role", metadata: ["holder": "\(holder.owner)"])
-                try await pool.runIfActive { self.doorbell.wait(timeout: mode == .drain ? 0.5 : 1) }
+                try await pool.runIfActive { self.doorbell.wait(timeout: 1) }
                 continue
             }
             let role = HeldRole(owner: owner, lease: lease, takenAt: now(), now: now)
