@@ -3,6 +3,7 @@ import Hummingbird
 import Logging
 import Metrics
 import Prometheus
+import ServiceLifecycle
 import Waitlist
 
 /// `waitlist serve`: the web service and its mail worker.
@@ -33,13 +34,17 @@ struct Serve: AsyncParsableCommand {
                     "address": "http://\(hostname):\(port)", "database": "\(runtime.settings.databasePath)",
                     "mail": "\(runtime.transportDescription)",
                 ])
+            var services: [any Service] = [
+                OutboxWorker(sender: sender, logger: Logger(label: "waitlist.mail")),
+                RetentionJob(database: runtime.database, logger: Logger(label: "waitlist.retention")),
+            ]
+            if let metricsAddress = runtime.settings.metricsAddress {
+                services.append(
+                    buildMetricsApplication(
+                        dependencies, hostname: metricsAddress.host, port: metricsAddress.port, logger: Logger(label: "waitlist.metrics")))
+            }
             let app = try buildApplication(
-                dependencies, hostname: hostname, port: port,
-                services: [
-                    OutboxWorker(sender: sender, logger: Logger(label: "waitlist.mail")),
-                    RetentionJob(database: runtime.database, logger: Logger(label: "waitlist.retention")),
-                ],
-                logger: Logger(label: "waitlist.http"))
+                dependencies, hostname: hostname, port: port, services: services, logger: Logger(label: "waitlist.http"))
             do {
                 try await app.runService()
             } catch {

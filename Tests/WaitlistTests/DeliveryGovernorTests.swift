@@ -161,7 +161,8 @@ struct SenderResilienceTests {
         let sender = world.sender(concurrency: 2)
         let worker = Task { try await sender.run(mode: .continuous) }
         let clock = ContinuousClock()
-        let deadline = clock.now + .seconds(20)
+        // Far less than the five minutes' pause that ten refusals in a row once caused, and enough on a busy machine.
+        let deadline = clock.now + .seconds(90)
         while world.transport.messages.count < real.count, clock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
         // Nothing paused: well within the first second the governor would otherwise have waited.
         try await Task.sleep(for: .milliseconds(300))

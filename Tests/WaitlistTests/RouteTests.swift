@@ -316,13 +316,55 @@ struct RouteTests {
         }
     }
 
-    @Test("metrics answers in the Prometheus text format")
-    func metrics() async throws {
+    @Test("The public port answers /metrics with 404: its counters would tell who signs up")
+    func noMetricsOnThePublicPort() async throws {
         let world = try await TestWorld.make()
         try await world.application().test(.router) { client async throws in
+            #expect(try await client.get("/metrics").status == .notFound)
+        }
+    }
+
+    @Test("The metrics listener answers in the Prometheus text format, with subscriber and mail gauges read from the database")
+    func metricsListener() async throws {
+        let world = try await TestWorld.make()
+        try await world.confirmedSubscriber("vera@example.com")
+        try world.signUp("anna@example.com")
+        try world.signUp("boris@example.com")
+        let dependencies = AppDependencies(settings: world.settings, database: world.database, templates: world.templates)
+        try await Application(router: buildMetricsRouter(dependencies)).test(.router) { client async throws in
             let response = try await client.get("/metrics")
             #expect(response.status == .ok)
             #expect(response.headers[.contentType]?.hasPrefix("text/plain; version=0.0.4") == true)
+            let lines = response.text.split(separator: "\n")
+            #expect(lines.contains(#"waitlist_subscribers{course="negotiation",status="pending"} 2.0"#), "\(response.text)")
+            #expect(lines.contains(#"waitlist_subscribers{course="negotiation",status="confirmed"} 1.0"#))
+            #expect(lines.contains(#"waitlist_mail{course="negotiation",state="queued"} 2.0"#))
+            #expect(lines.contains(#"waitlist_mail{course="negotiation",state="sent"} 1.0"#))
+            #expect(try await client.get("/").status == .notFound)
+        }
+    }
+
+    @Test("HEAD is answered wherever GET is: the same status and headers, no body")
+    func headWhereverGet() async throws {
+        let world = try await TestWorld.make()
+        try await world.application().test(.router) { client async throws in
+            for uri in ["/", "/courses/negotiation", "/healthz", "/no/such/page"] {
+                let get = try await client.get(uri)
+                let head = try await client.execute(uri: uri, method: .head)
+                #expect(head.status == get.status, "\(uri)")
+                #expect(head.body.readableBytes == 0, "\(uri)")
+                #expect(head.headers[.contentType] == get.headers[.contentType], "\(uri)")
+            }
+        }
+    }
+
+    @Test("WAITLIST_METRICS_ADDRESS takes host:port, IPv6 in brackets; anything else is a usage error")
+    func metricsAddressSetting() throws {
+        #expect(try Settings(environment: [:]).metricsAddress == nil)
+        #expect(try Settings(environment: ["WAITLIST_METRICS_ADDRESS": "127.0.0.1:9464"]).metricsAddress! == ("127.0.0.1", 9464))
+        #expect(try Settings(environment: ["WAITLIST_METRICS_ADDRESS": "[::1]:9464"]).metricsAddress! == ("::1", 9464))
+        for bad in ["9464", "127.0.0.1", "::1:9464", "host:0", "host:99999", "[]:9464", "a b:1"] {
+            #expect(throws: SettingsError.self, "\(bad)") { try Settings(environment: ["WAITLIST_METRICS_ADDRESS": bad]) }
         }
     }
 }

@@ -71,11 +71,71 @@ struct SignupDatabaseTests {
         #expect(confirmed.confirmIP == "192.0.2.7")
         #expect(confirmed.confirmedAt == world.clock.now)
         world.clock.advance(by: 60)
-        guard case .valid(let again, _) = try world.database.confirm(token, client: ClientContext(), now: world.clock.now) else {
-            Issue.record("a second click failed")
+        guard case .alreadyDone(let again, _) = try world.database.confirm(token, client: ClientContext(), now: world.clock.now) else {
+            Issue.record("a second click did not say 'already confirmed'")
             return
         }
         #expect(again.confirmedAt == confirmed.confirmedAt)
+        #expect(again.confirmIP == "192.0.2.7")
+    }
+
+    @Test("A used confirmation link never subscribes again: not after unsubscribing, not after a bounce")
+    func usedConfirmationLinkIsSpent() async throws {
+        let world = try await TestWorld.make()
+        let token = try await world.pendingSubscriber("anna@example.com")
+        _ = try world.database.confirm(token, client: ClientContext(), now: world.clock.now)
+        let unsubscribe = try world.token("unsubscribe", sentTo: "anna@example.com")
+        _ = try world.database.unsubscribe(unsubscribe, now: world.clock.now)
+        world.clock.advance(by: 60)
+
+        #expect(
+            try world.database.confirm(token, client: ClientContext(ip: "203.0.113.9"), now: world.clock.now) == .expired(try world.course))
+        let subscriber = try #require(try await world.database.writer.read { db in try Subscriber.fetchOne(db) })
+        #expect(subscriber.status == .unsubscribed)
+        #expect(subscriber.unsubscribedAt != nil)
+        #expect(subscriber.confirmIP == nil)
+
+        // Bounced: the same.
+        try await world.database.writer.write { db in
+            try db.execute(sql: "UPDATE subscriber SET status = 'bounced', bouncedAt = ?", arguments: [Date()])
+        }
+        #expect(try world.database.confirm(token, client: ClientContext(), now: world.clock.now) == .expired(try world.course))
+        #expect(try world.database.status(courseId: 1).bounced == 1)
+
+        // A new signup and its own new link bring the address back; the old link still does nothing.
+        try await world.database.writer.write { db in try db.execute(sql: "UPDATE subscriber SET status = 'unsubscribed', bouncedAt = NULL")
+        }
+        world.clock.advance(by: AppDatabase.confirmationInterval)
+        let fresh = try await world.pendingSubscriber("anna@example.com")
+        #expect(fresh != token)
+        #expect(try world.database.confirm(token, client: ClientContext(), now: world.clock.now) == .expired(try world.course))
+        guard case .valid(let back, _) = try world.database.confirm(fresh, client: ClientContext(), now: world.clock.now) else {
+            Issue.record("the new link did not confirm")
+            return
+        }
+        #expect(back.status == .confirmed)
+    }
+
+    @Test("The consent record keeps every event: each signup, confirmation and unsubscription, none overwritten")
+    func consentRecordKeepsEveryEvent() async throws {
+        let world = try await TestWorld.make()
+        let first = ClientContext(source: "https://school.example/a", ip: "192.0.2.1", userAgent: "First")
+        _ = try world.database.subscribe(
+            email: try EmailAddress("anna@example.com"), courseId: 1, language: .ru, client: first, now: world.clock.now)
+        try await world.deliverAll()
+        let token = try world.token("confirm", sentTo: "anna@example.com")
+        _ = try world.database.confirm(token, client: ClientContext(ip: "192.0.2.2", userAgent: "Second"), now: world.clock.now)
+        _ = try world.database.unsubscribe(try world.token("unsubscribe", sentTo: "anna@example.com"), now: world.clock.now)
+        world.clock.advance(by: AppDatabase.confirmationInterval)
+        let second = ClientContext(source: "https://school.example/b", ip: "192.0.2.3", userAgent: "Third")
+        _ = try world.database.subscribe(
+            email: try EmailAddress("anna@example.com"), courseId: 1, language: .ru, client: second, now: world.clock.now)
+
+        let events = try world.database.consentEvents(email: "anna@example.com")
+        #expect(events.map(\.kind) == [.signup, .confirm, .unsubscribe, .signup])
+        #expect(events.map(\.ip) == ["192.0.2.1", "192.0.2.2", nil, "192.0.2.3"])
+        #expect(events[0].source == "https://school.example/a")
+        #expect(events[3].source == "https://school.example/b")
     }
 
     @Test("A confirmation link expires after 7 days")

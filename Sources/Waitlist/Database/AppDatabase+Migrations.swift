@@ -147,6 +147,33 @@ extension AppDatabase {
                     """)
         }
 
+        migrator.registerMigration("v6: spent confirmation tokens, the consent record as events") { db in
+            // A confirmation token confirms once. Every signup, confirmation, unsubscription and
+            // bounce is kept as a row of its own; the subscriber's columns say only the latest.
+            try db.execute(
+                sql: """
+                    ALTER TABLE token ADD COLUMN usedAt DATETIME;
+                    CREATE TABLE consent_event (
+                        id INTEGER PRIMARY KEY AUTOINCREMENT,
+                        subscriberId INTEGER NOT NULL REFERENCES subscriber(id) ON DELETE CASCADE,
+                        kind TEXT NOT NULL CHECK (kind IN ('signup', 'confirm', 'unsubscribe', 'bounce')),
+                        at DATETIME NOT NULL,
+                        source TEXT,
+                        ip TEXT,
+                        userAgent TEXT
+                    );
+                    CREATE INDEX consent_event_by_subscriber ON consent_event(subscriberId, at);
+                    INSERT INTO consent_event (subscriberId, kind, at, source, ip, userAgent)
+                        SELECT id, 'signup', createdAt, signupSource, signupIP, signupUserAgent FROM subscriber;
+                    INSERT INTO consent_event (subscriberId, kind, at, ip, userAgent)
+                        SELECT id, 'confirm', confirmedAt, confirmIP, confirmUserAgent FROM subscriber WHERE confirmedAt IS NOT NULL;
+                    INSERT INTO consent_event (subscriberId, kind, at)
+                        SELECT id, 'unsubscribe', unsubscribedAt FROM subscriber WHERE unsubscribedAt IS NOT NULL;
+                    INSERT INTO consent_event (subscriberId, kind, at)
+                        SELECT id, 'bounce', bouncedAt FROM subscriber WHERE bouncedAt IS NOT NULL;
+                    """)
+        }
+
         return migrator
     }
 }

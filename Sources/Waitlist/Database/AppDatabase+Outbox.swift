@@ -212,6 +212,7 @@ extension AppDatabase {
                     subscriber.status = .bounced
                     subscriber.bouncedAt = now
                     try subscriber.update(db)
+                    try Self.recordEvent(db, .bounce, subscriberId: message.subscriberId, now: now)
                     try Self.cancelQueuedMail(db, subscriberId: message.subscriberId)
                 }
             case .transient, .deferred, .senderRefused:
@@ -240,6 +241,12 @@ extension AppDatabase {
                 message.state = .queued
                 message.nextAttemptAt = now
                 try message.update(db)
+                // It was no bounce: the consent record does not keep it either.
+                try db.execute(
+                    sql: """
+                        DELETE FROM consent_event WHERE subscriberId = ?1 AND kind = 'bounce'
+                        AND at = (SELECT bouncedAt FROM subscriber WHERE id = ?1 AND status = 'bounced')
+                        """, arguments: [message.subscriberId])
                 try db.execute(
                     sql: "UPDATE subscriber SET status = ?, bouncedAt = NULL WHERE id = ? AND status = 'bounced'",
                     arguments: [

@@ -29,6 +29,8 @@ public struct ConsentRecord: Codable, Sendable, Equatable {
     public var confirmedAt: Date?
     public var confirmIP: String?
     public var confirmUserAgent: String?
+    /// Every signup, confirmation, unsubscription and bounce, oldest first (the fields above say the latest).
+    public var events: [ConsentEvent] = []
 }
 
 extension AppDatabase {
@@ -76,13 +78,28 @@ extension AppDatabase {
                     SELECT s.*, c.slug FROM subscriber s JOIN course c ON c.id = s.courseId
                     WHERE s.status = 'confirmed' AND (?1 IS NULL OR s.courseId = ?1) ORDER BY s.id
                     """, arguments: [courseId])
+            let events = try db.cachedStatement(
+                sql: "SELECT kind, at, source, ip, userAgent FROM consent_event WHERE subscriberId = ? ORDER BY at, id")
             while let row = try cursor.next() {
                 try body(
                     ConsentRecord(
                         email: row["email"], course: row["slug"], language: row["language"], signedUpAt: row["createdAt"],
                         signupSource: row["signupSource"], signupIP: row["signupIP"], signupUserAgent: row["signupUserAgent"],
-                        confirmedAt: row["confirmedAt"], confirmIP: row["confirmIP"], confirmUserAgent: row["confirmUserAgent"]))
+                        confirmedAt: row["confirmedAt"], confirmIP: row["confirmIP"], confirmUserAgent: row["confirmUserAgent"],
+                        events: try ConsentEvent.fetchAll(events, arguments: [row["id"] as Int64])))
             }
+        }
+    }
+
+    /// Every event of an address's consent record, in every course, oldest first.
+    public func consentEvents(email: String) throws -> [ConsentEvent] {
+        try writer.read { db in
+            try ConsentEvent.fetchAll(
+                db,
+                sql: """
+                    SELECT e.kind, e.at, e.source, e.ip, e.userAgent FROM consent_event e JOIN subscriber s ON s.id = e.subscriberId
+                    WHERE s.emailKey = ? ORDER BY e.at, e.id
+                    """, arguments: [email.trimmingCharacters(in: .whitespaces).lowercased()])
         }
     }
 

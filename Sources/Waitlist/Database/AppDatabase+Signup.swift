@@ -32,7 +32,10 @@ public enum SignupOutcome: Sendable, Equatable {
 public enum TokenLookup: Sendable, Equatable {
     /// A token we issued, still good: whose it is and for which course.
     case valid(Subscriber, Course)
-    /// A confirmation token past its 7 days.
+    /// A confirmation token whose subscriber is confirmed already: the link changes nothing.
+    case alreadyDone(Subscriber, Course)
+    /// A confirmation token past its 7 days, spent, or of an address that unsubscribed or bounced
+    /// since: only a new signup brings it back.
     case expired(Course)
     /// Not a token we know (never issued, or erased).
     case unknown
@@ -69,6 +72,7 @@ extension AppDatabase {
                     id: nil, courseId: courseId, email: email.value, emailKey: email.key, language: language, status: .pending,
                     createdAt: now, signupSource: client.source, signupIP: client.ip, signupUserAgent: client.userAgent)
                 try subscriber.insert(db)
+                try Self.recordEvent(db, .signup, subscriberId: subscriber.id!, client: client, now: now)
                 try Self.queueConfirmation(db, subscriberId: subscriber.id!, now: now)
                 return .confirmationQueued
             }
@@ -90,6 +94,7 @@ extension AppDatabase {
             subscriber.signupIP = client.ip
             subscriber.signupUserAgent = client.userAgent
             try subscriber.update(db)
+            try Self.recordEvent(db, .signup, subscriberId: subscriber.id!, client: client, now: now)
             try Self.queueConfirmation(db, subscriberId: subscriber.id!, now: now)
             return .confirmationQueued
         }
@@ -116,13 +121,13 @@ extension AppDatabase {
     }
 
     static func lookUp(_ db: Database, token: Token, purpose: TokenPurpose, now: Date) throws -> TokenLookup {
-        let owner: (subscriberId: Int64, expiresAt: Date?)
+        let owner: (subscriberId: Int64, expiresAt: Date?, spent: Bool)
         if purpose == .unsubscribe, let subscriberId = try keyedUnsubscribeOwner(db, token: token) {
-            owner = (subscriberId, nil)
+            owner = (subscriberId, nil, false)
         } else if let record = try TokenRecord.filter(TokenRecord.Columns.hash == token.hash && TokenRecord.Columns.purpose == purpose)
             .fetchOne(db)
         {
-            owner = (record.subscriberId, record.expiresAt)
+            owner = (record.subscriberId, record.expiresAt, record.usedAt != nil)
         } else {
             return .unknown
         }
@@ -131,7 +136,12 @@ extension AppDatabase {
             let course = try Course.fetchOne(db, key: subscriber.courseId)
         else { return .unknown }
         if let expiry = owner.expiresAt, expiry <= now { return .expired(course) }
-        return .valid(subscriber, course)
+        guard purpose == .confirm else { return .valid(subscriber, course) }
+        switch subscriber.status {
+        case .confirmed: return .alreadyDone(subscriber, course)
+        case .unsubscribed, .bounced: return .expired(course)
+        case .pending: return owner.spent ? .expired(course) : .valid(subscriber, course)
+        }
     }
 
     /// The subscriber of the mail an unsubscribe token is keyed by, when the token is that mail's
@@ -154,24 +164,35 @@ extension AppDatabase {
         try writer.write { db in
             let lookup = try Self.lookUp(db, token: token, purpose: .confirm, now: now)
             guard case .valid(var subscriber, let course) = lookup else { return lookup }
-            if subscriber.status != .confirmed {
-                subscriber.status = .confirmed
-                subscriber.confirmedAt = now
-                subscriber.confirmIP = client.ip
-                subscriber.confirmUserAgent = client.userAgent
-                subscriber.unsubscribedAt = nil
-                subscriber.bouncedAt = nil
-                try subscriber.update(db)
-                if let opening = try Self.currentOpening(db, courseId: course.id!) {
-                    try db.execute(
-                        sql: """
-                            INSERT OR IGNORE INTO outbox (kind, subscriberId, openingId, state, nextAttemptAt, createdAt)
-                            VALUES ('announcement', ?, ?, 'queued', ?, ?)
-                            """, arguments: [subscriber.id, opening.id, now, now])
-                }
+            subscriber.status = .confirmed
+            subscriber.confirmedAt = now
+            subscriber.confirmIP = client.ip
+            subscriber.confirmUserAgent = client.userAgent
+            subscriber.unsubscribedAt = nil
+            subscriber.bouncedAt = nil
+            try subscriber.update(db)
+            try db.execute(sql: "UPDATE token SET usedAt = ? WHERE hash = ? AND purpose = 'confirm'", arguments: [now, token.hash])
+            try Self.recordEvent(db, .confirm, subscriberId: subscriber.id!, client: client, now: now)
+            if let opening = try Self.currentOpening(db, courseId: course.id!) {
+                try db.execute(
+                    sql: """
+                        INSERT OR IGNORE INTO outbox (kind, subscriberId, openingId, state, nextAttemptAt, createdAt)
+                        VALUES ('announcement', ?, ?, 'queued', ?, ?)
+                        """, arguments: [subscriber.id, opening.id, now, now])
             }
             return .valid(subscriber, course)
         }
+    }
+
+    /// Appends one event to a subscriber's consent record.
+    static func recordEvent(
+        _ db: Database, _ kind: ConsentEvent.Kind, subscriberId: Int64, client: ClientContext = ClientContext(), now: Date
+    )
+        throws
+    {
+        try db.execute(
+            sql: "INSERT INTO consent_event (subscriberId, kind, at, source, ip, userAgent) VALUES (?, ?, ?, ?, ?, ?)",
+            arguments: [subscriberId, kind.rawValue, now, client.source, client.ip, client.userAgent])
     }
 
     /// Unsubscribes the owner of an unsubscribe token at once and cancels any mail still queued for them.
@@ -183,6 +204,7 @@ extension AppDatabase {
                 subscriber.status = .unsubscribed
                 subscriber.unsubscribedAt = now
                 try subscriber.update(db)
+                try Self.recordEvent(db, .unsubscribe, subscriberId: subscriber.id!, now: now)
             }
             try Self.cancelQueuedMail(db, subscriberId: subscriber.id!)
             return .valid(subscriber, course)

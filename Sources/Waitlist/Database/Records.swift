@@ -128,11 +128,30 @@ struct TokenRecord: Codable, Sendable, FetchableRecord, MutablePersistableRecord
     var hash: Data
     var createdAt: Date
     var expiresAt: Date?
+    /// When a confirmation token confirmed: it never confirms again.
+    var usedAt: Date?
 
     enum Columns {
         static let hash = Column(CodingKeys.hash)
         static let purpose = Column(CodingKeys.purpose)
     }
+}
+
+/// One event of a subscriber's consent record: every signup, confirmation, unsubscription and bounce.
+public struct ConsentEvent: Codable, Sendable, Equatable, FetchableRecord {
+    public enum Kind: String, Codable, Sendable, DatabaseValueConvertible {
+        case signup
+        case confirm
+        case unsubscribe
+        case bounce
+    }
+
+    public var kind: Kind
+    public var at: Date
+    /// The page or origin of a signup's form.
+    public var source: String?
+    public var ip: String?
+    public var userAgent: String?
 }
 
 /// The kinds of mail the service sends.

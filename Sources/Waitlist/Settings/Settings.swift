@@ -29,6 +29,8 @@ public struct Settings: Sendable {
     /// Seconds a sender holds the sending role without renewing it (`WAITLIST_SEND_LEASE`): how
     /// long others wait before they take over from a sender that died or froze.
     public var sendLease: TimeInterval
+    /// Where `/metrics` listens (`WAITLIST_METRICS_ADDRESS`, `host:port`); `nil`: nowhere.
+    public var metricsAddress: (host: String, port: Int)?
     /// The log level (`WAITLIST_LOG_LEVEL`).
     public var logLevel: Logger.Level
     /// The folder of static files: styles, scripts, icons (`WAITLIST_PUBLIC_DIR`).
@@ -47,6 +49,7 @@ public struct Settings: Sendable {
         self.sendConcurrency = 4
         self.sendRate = nil
         self.sendLease = 45
+        self.metricsAddress = nil
         self.logLevel = .info
         self.publicDirectory = "Public"
     }
@@ -107,6 +110,13 @@ public struct Settings: Sendable {
             }
             sendLease = seconds
         }
+        if let address = value("WAITLIST_METRICS_ADDRESS") {
+            guard let parsed = Self.hostAndPort(address) else {
+                throw SettingsError(
+                    variable: "WAITLIST_METRICS_ADDRESS", message: "must be host:port, such as 127.0.0.1:9464 or [::1]:9464")
+            }
+            metricsAddress = parsed
+        }
         if let directory = value("WAITLIST_PUBLIC_DIR") { publicDirectory = directory }
         if let level = value("WAITLIST_LOG_LEVEL") {
             guard let parsed = Logger.Level(rawValue: level.lowercased()) else {
@@ -124,6 +134,23 @@ public struct Settings: Sendable {
 
     private static func list(_ value: String) -> [String] {
         value.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+    }
+
+    /// `127.0.0.1:9464`, `localhost:9464` or `[::1]:9464`; `nil` for anything else.
+    static func hostAndPort(_ value: String) -> (host: String, port: Int)? {
+        guard let colon = value.lastIndex(of: ":"), let port = Int(value[value.index(after: colon)...]), (1...65535).contains(port)
+        else { return nil }
+        var host = String(value[..<colon])
+        if host.hasPrefix("[") && host.hasSuffix("]") {
+            host = String(host.dropFirst().dropLast())
+            guard host.contains(":") else { return nil }
+        } else if host.contains(":") {
+            return nil
+        }
+        guard !host.isEmpty, host.allSatisfy({ $0.isLetter || $0.isNumber || ".-:".contains($0) }), host.allSatisfy(\.isASCII) else {
+            return nil
+        }
+        return (host, port)
     }
 }
 

@@ -53,11 +53,12 @@ public func buildApplication(
 /// Builds the router: middleware (errors as pages, security headers, static files, metrics,
 /// request logs) and the controllers.
 public func buildRouter(_ dependencies: AppDependencies) throws -> Router<AppRequestContext> {
-    let router = Router(context: AppRequestContext.self)
+    let router = Router(context: AppRequestContext.self, options: .autoGenerateHeadEndpoints)
     let pages = Pages(templates: dependencies.templates)
     let database = dependencies.database
     let clientAddresses = ClientAddressResolver(trustedProxies: dependencies.settings.trustedProxies)
     router.addMiddleware {
+        HeadWithoutBodyMiddleware()
         LogRequestsMiddleware(.debug)
         MetricsMiddleware()
         SecurityHeadersMiddleware(isHTTPS: dependencies.settings.baseURL.lowercased().hasPrefix("https://"))
@@ -75,6 +76,24 @@ public func buildRouter(_ dependencies: AppDependencies) throws -> Router<AppReq
         now: dependencies.now
     ).addRoutes(to: router)
     TokenPagesController(database: database, pages: pages, clientAddresses: clientAddresses, now: dependencies.now).addRoutes(to: router)
-    OperationsController(database: database, metrics: dependencies.metrics).addRoutes(to: router)
+    OperationsController(database: database).addRoutes(to: router)
+    return router
+}
+
+/// Builds the metrics listener (`WAITLIST_METRICS_ADDRESS`): `GET /metrics` and nothing else.
+public func buildMetricsApplication(_ dependencies: AppDependencies, hostname: String, port: Int, logger: Logger)
+    -> some ApplicationProtocol
+{
+    Application(
+        router: buildMetricsRouter(dependencies),
+        configuration: .init(address: .hostname(hostname, port: port), serverName: "waitlist-metrics"),
+        logger: logger)
+}
+
+/// The metrics listener's router.
+public func buildMetricsRouter(_ dependencies: AppDependencies) -> Router<BasicRequestContext> {
+    let router = Router(options: .autoGenerateHeadEndpoints)
+    router.addMiddleware { HeadWithoutBodyMiddleware() }
+    MetricsController(database: dependencies.database, metrics: dependencies.metrics).addRoutes(to: router)
     return router
 }

@@ -43,6 +43,18 @@ struct ErrorPageMiddleware<Context: RequestContext>: RouterMiddleware {
     }
 }
 
+/// A `HEAD` answer keeps its status and headers and loses its body, error pages included (the
+/// router answers `HEAD` with each route's `GET`: `RouterOptions.autoGenerateHeadEndpoints`).
+struct HeadWithoutBodyMiddleware<Context: RequestContext>: RouterMiddleware {
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        var response = try await next(request, context)
+        guard request.method == .head else { return response }
+        if let length = response.body.contentLength { response.headers[.contentLength] = String(length) }
+        response.body = ResponseBody()
+        return response
+    }
+}
+
 /// Headers every answer carries: a strict Content-Security-Policy, no sniffing, no framing, no referrer.
 struct SecurityHeadersMiddleware<Context: RequestContext>: RouterMiddleware {
     /// True when the service is reached over https, which turns on HSTS.

@@ -2,14 +2,12 @@ import HTTPTypes
 import Hummingbird
 import Prometheus
 
-/// `GET /healthz` and `GET /metrics`, for the operator's monitoring.
+/// `GET /healthz` on the public port, for the operator's monitoring.
 struct OperationsController: Sendable {
     let database: AppDatabase
-    let metrics: PrometheusCollectorRegistry
 
     func addRoutes(to router: Router<AppRequestContext>) {
         router.get("/healthz", use: health)
-        router.get("/metrics", use: exposeMetrics)
     }
 
     /// `200 ok` when the database answers, `503` otherwise.
@@ -19,11 +17,48 @@ struct OperationsController: Sendable {
             status: healthy ? .ok : .serviceUnavailable, headers: [.contentType: "text/plain; charset=utf-8", .cacheControl: "no-store"],
             body: .init(byteBuffer: ByteBuffer(string: healthy ? "ok\n" : "database unavailable\n")))
     }
+}
+
+/// `GET /metrics`, on a listener of its own (`WAITLIST_METRICS_ADDRESS`): the counters of this
+/// process, and gauges read from the database at each scrape, so what `open` and `send` do in
+/// other processes shows too. Not on the public port: how the counters move tells who signs up.
+struct MetricsController: Sendable {
+    let database: AppDatabase
+    let metrics: PrometheusCollectorRegistry
+
+    func addRoutes(to router: Router<BasicRequestContext>) {
+        router.get("/metrics", use: exposeMetrics)
+    }
 
     /// Every metric in the Prometheus text format.
-    @Sendable func exposeMetrics(request: Request, context: AppRequestContext) async throws -> Response {
-        Response(
+    @Sendable func exposeMetrics(request: Request, context: BasicRequestContext) async throws -> Response {
+        try readGauges()
+        return Response(
             status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8", .cacheControl: "no-store"],
             body: .init(byteBuffer: ByteBuffer(bytes: metrics.emitToBuffer())))
+    }
+
+    /// `waitlist_subscribers{course,status}` and `waitlist_mail{course,state}`, as `waitlist status` counts them.
+    private func readGauges() throws {
+        for course in try database.courses() {
+            guard let id = course.id else { continue }
+            let status = try database.status(courseId: id)
+            let people: [(SubscriberStatus, Int)] = [
+                (.pending, status.pending), (.confirmed, status.confirmed), (.unsubscribed, status.unsubscribed),
+                (.bounced, status.bounced),
+            ]
+            for (state, count) in people {
+                metrics.makeGauge(
+                    name: "waitlist_subscribers", labels: [("course", course.slug), ("status", state.rawValue)],
+                    help: "Subscribers by course and state, read from the database"
+                ).set(Double(count))
+            }
+            for (state, count) in [("queued", status.mailQueued), ("sent", status.mailSent), ("failed", status.mailFailed)] {
+                metrics.makeGauge(
+                    name: "waitlist_mail", labels: [("course", course.slug), ("state", state)],
+                    help: "Mail by course and state, read from the database"
+                ).set(Double(count))
+            }
+        }
     }
 }

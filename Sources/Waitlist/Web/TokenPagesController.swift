@@ -23,13 +23,9 @@ struct TokenPagesController: Sendable {
         let language = request.preferredLanguage
         guard let token = token(in: context) else { return unknownLink(language) }
         switch try database.lookUp(token, purpose: .confirm, now: now()) {
+        case .alreadyDone(let subscriber, let course): return alreadyConfirmed(subscriber, course)
         case .valid(let subscriber, let course):
             let words = Strings.table(subscriber.language)
-            if subscriber.status == .confirmed {
-                return pages.message(
-                    language: subscriber.language, heading: words["confirmedTitle"]!, text: words["alreadyConfirmedText"]!,
-                    courseTitle: course.title)
-            }
             return pages.page(
                 "token-action", language: subscriber.language, title: words["confirmTitle"]!,
                 context: [
@@ -52,6 +48,7 @@ struct TokenPagesController: Sendable {
             let words = Strings.table(subscriber.language)
             return pages.message(
                 language: subscriber.language, heading: words["confirmedTitle"]!, text: words["confirmedText"]!, courseTitle: course.title)
+        case .alreadyDone(let subscriber, let course): return alreadyConfirmed(subscriber, course)
         case .expired(let course): return expiredLink(course, language)
         case .unknown: return unknownLink(language)
         }
@@ -76,7 +73,7 @@ struct TokenPagesController: Sendable {
                     "heading": words["unsubscribeTitle"]!, "text": words["unsubscribeText"]!, "courseTitle": course.title,
                     "action": "/unsubscribe/\(token.value)", "button": words["unsubscribeButton"]!,
                 ])
-        case .expired, .unknown: return unknownLink(language)
+        case .alreadyDone, .expired, .unknown: return unknownLink(language)
         }
     }
 
@@ -90,11 +87,19 @@ struct TokenPagesController: Sendable {
             return pages.message(
                 language: subscriber.language, heading: words["unsubscribedTitle"]!, text: words["unsubscribedText"]!,
                 courseTitle: course.title)
-        case .expired, .unknown: return unknownLink(language)
+        case .alreadyDone, .expired, .unknown: return unknownLink(language)
         }
     }
 
     // MARK: - Helpers
+
+    /// `200`: the link did what it does before, and changes nothing now.
+    private func alreadyConfirmed(_ subscriber: Subscriber, _ course: Course) -> Response {
+        let words = Strings.table(subscriber.language)
+        return pages.message(
+            language: subscriber.language, heading: words["confirmedTitle"]!, text: words["alreadyConfirmedText"]!,
+            courseTitle: course.title)
+    }
 
     private func token(in context: AppRequestContext) -> Token? {
         context.parameters.get("token").flatMap { Token(link: $0) }
