@@ -60,6 +60,26 @@ struct RouteTests {
         }
     }
 
+    @Test("A signup without a course while there are several, or for an unknown course, is refused in a visitor's words")
+    func courseRefusalsSpeakToVisitors() async throws {
+        let world = try await TestWorld.make()
+        try world.database.addCourse(slug: "pricing", title: "Ценообразование")
+        try await world.application().test(.router) { client async throws in
+            let api = try await client.postJSON("/api/subscribe", #"{"email": "anna@example.com", "locale": "en"}"#)
+            #expect(api.status == .badRequest)
+            #expect(api.text.contains("There are several courses: open the page"), "\(api.text)")
+            let form = try await client.postForm("/subscribe", [("email", "anna@example.com"), ("locale", "ru")])
+            #expect(form.status == .badRequest)
+            #expect(form.text.contains("Курсов несколько"), "\(form.text)")
+            let unknown = try await client.postJSON("/api/subscribe", #"{"email": "anna@example.com", "course": "nope"}"#)
+            #expect(unknown.status == .notFound)
+            #expect(unknown.text.contains("Такого курса нет"), "\(unknown.text)")
+            for response in [api, form, unknown] {
+                #expect(!response.text.contains("--course") && !response.text.contains("waitlist course"))
+            }
+        }
+    }
+
     @Test("Unknown courses and paths get a 404 page, never a 5xx")
     func unknownPathsAre404() async throws {
         let world = try await TestWorld.make()
@@ -98,7 +118,8 @@ struct RouteTests {
                 let response = try await client.get(uri)
                 #expect(response.headers[.contentSecurityPolicy]?.contains("frame-ancestors 'none'") == true)
                 #expect(response.headers[.xContentTypeOptions] == "nosniff")
-                #expect(response.headers[HTTPField.Name("Referrer-Policy")!] == "no-referrer")
+                // The page with the form says same-origin, so that its post carries its origin.
+                #expect(response.headers[HTTPField.Name("Referrer-Policy")!] == (uri == "/" ? "same-origin" : "no-referrer"))
             }
         }
     }
@@ -356,6 +377,22 @@ struct RouteTests {
                 #expect(head.headers[.contentType] == get.headers[.contentType], "\(uri)")
             }
         }
+    }
+
+    @Test("With WAITLIST_PRIVACY_URL the form links to the school's privacy notice; without it, no link")
+    func privacyNoticeLink() async throws {
+        let world = try await TestWorld.make()
+        try await world.application().test(.router) { client async throws in
+            #expect(!(try await client.get("/").text.contains("privacy")))
+        }
+        let settings = try Settings(environment: ["WAITLIST_PRIVACY_URL": "https://school.example/privacy?a=1&b=2"])
+        try await world.application(settings: settings).test(.router) { client async throws in
+            let page = try await client.get("/courses/negotiation?lang=en").text
+            #expect(
+                page.contains(#"<a href="https://school.example/privacy?a&#61;1&amp;b&#61;2">How we handle your data</a>"#)
+                    || page.contains(#"<a href="https://school.example/privacy?a=1&amp;b=2">How we handle your data</a>"#), "\(page)")
+        }
+        #expect(throws: SettingsError.self) { try Settings(environment: ["WAITLIST_PRIVACY_URL": "javascript:alert(1)"]) }
     }
 
     @Test("WAITLIST_METRICS_ADDRESS takes host:port, IPv6 in brackets; anything else is a usage error")

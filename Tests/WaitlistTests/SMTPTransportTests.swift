@@ -327,6 +327,14 @@ import Testing
         #expect(try server.receivedMessages().map(\.recipients) == [["after@example.com"]])
     }
 
+    @Test("A refusal's reason, stored and logged, never holds the address the relay quoted")
+    func refusalReasonLeavesTheAddressOut() {
+        let reply = SMTPConnection.Reply(
+            code: 550, refusal: Array("550 5.1.1 <Anna.Ivanova@example.com>: Recipient address rejected: user anna@example.com unknown\r".utf8))
+        #expect(reply.line == "550 5.1.1 <address> Recipient address rejected: user <address> unknown")
+        #expect(reply.isPolicyRefusal == false)
+    }
+
     @Test func closedPortIsTransient() async throws {
         let server = try await SMTPTestServer.start()
         let url = server.url

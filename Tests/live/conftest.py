@@ -60,6 +60,8 @@ class Server:
             "WAITLIST_MAIL_DIR": str(self.mail_dir),
             "WAITLIST_LOG_LEVEL": "warning",
             "WAITLIST_SIGNUP_RATE_LIMIT": rate_limit,
+            # The address browsers see the pages at: the form's posts carry it as their origin.
+            "WAITLIST_BASE_URL": f"http://127.0.0.1:{self.port}",
         }
         self.log = open(self.log_path, "wb")
         self.process = subprocess.Popen(

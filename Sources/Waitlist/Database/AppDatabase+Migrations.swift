@@ -174,6 +174,17 @@ extension AppDatabase {
                     """)
         }
 
+        migrator.registerMigration("v7: spent form stamps") { db in
+            // One stamp, one signup: a stamp that signed a form up is kept until it would expire anyway.
+            try db.execute(
+                sql: """
+                    CREATE TABLE spent_stamp (
+                        stamp TEXT PRIMARY KEY,
+                        expiresAt DATETIME NOT NULL
+                    ) WITHOUT ROWID
+                    """)
+        }
+
         return migrator
     }
 }

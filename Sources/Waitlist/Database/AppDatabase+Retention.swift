@@ -15,7 +15,8 @@ extension AppDatabase {
 
     /// Deletes what the service promises not to keep: signups that were never confirmed (pending,
     /// cancelled or bounced) once 7 days have passed since their last confirmation mail, with their
-    /// tokens and mail rows; and every expired confirmation token.
+    /// tokens and mail rows; every expired confirmation token; and the spent form stamps that
+    /// would no longer be accepted anyway.
     @discardableResult
     public func purgeUnconfirmed(now: Date = Date()) throws -> PurgeResult {
         let cutoff = now.addingTimeInterval(-Self.unconfirmedRetention)
@@ -29,7 +30,18 @@ extension AppDatabase {
                     """, arguments: ["cutoff": cutoff])
             let signups = db.changesCount
             try db.execute(sql: "DELETE FROM token WHERE purpose = 'confirm' AND expiresAt < ?", arguments: [now])
-            return PurgeResult(signups: signups, tokens: db.changesCount)
+            let tokens = db.changesCount
+            try db.execute(sql: "DELETE FROM spent_stamp WHERE expiresAt < ?", arguments: [now])
+            return PurgeResult(signups: signups, tokens: tokens)
+        }
+    }
+
+    /// Spends a form's stamp: `true` the first time, `false` when it signed a form up before (a
+    /// replay). Kept until `expiresAt`, after which the stamp is refused as too old anyway.
+    public func spendFormStamp(_ stamp: String, expiresAt: Date) throws -> Bool {
+        try writer.write { db in
+            try db.execute(sql: "INSERT OR IGNORE INTO spent_stamp (stamp, expiresAt) VALUES (?, ?)", arguments: [stamp, expiresAt])
+            return db.changesCount == 1
         }
     }
 }

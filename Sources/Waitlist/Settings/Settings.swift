@@ -29,6 +29,8 @@ public struct Settings: Sendable {
     /// Seconds a sender holds the sending role without renewing it (`WAITLIST_SEND_LEASE`): how
     /// long others wait before they take over from a sender that died or froze.
     public var sendLease: TimeInterval
+    /// The school's privacy notice, linked under the form (`WAITLIST_PRIVACY_URL`).
+    public var privacyURL: String?
     /// Where `/metrics` listens (`WAITLIST_METRICS_ADDRESS`, `host:port`); `nil`: nowhere.
     public var metricsAddress: (host: String, port: Int)?
     /// The log level (`WAITLIST_LOG_LEVEL`).
@@ -50,6 +52,7 @@ public struct Settings: Sendable {
         self.sendRate = nil
         self.sendLease = 45
         self.metricsAddress = nil
+        self.privacyURL = nil
         self.logLevel = .info
         self.publicDirectory = "Public"
     }
@@ -109,6 +112,15 @@ public struct Settings: Sendable {
                 throw SettingsError(variable: "WAITLIST_SEND_LEASE", message: "must be a number of seconds from 1 to 3600")
             }
             sendLease = seconds
+        }
+        if let url = value("WAITLIST_PRIVACY_URL") {
+            guard let parsed = URL(string: url), let scheme = parsed.scheme, ["http", "https"].contains(scheme.lowercased()),
+                parsed.host != nil
+            else {
+                throw SettingsError(
+                    variable: "WAITLIST_PRIVACY_URL", message: "must be an http:// or https:// address of the privacy notice")
+            }
+            privacyURL = url
         }
         if let address = value("WAITLIST_METRICS_ADDRESS") {
             guard let parsed = Self.hostAndPort(address) else {

@@ -9,15 +9,17 @@ import Foundation
 public struct FormStamp: Sendable {
     /// A person needs at least this long to read the page and type an address.
     public static let minimumFillTime: TimeInterval = 2
-    /// A page older than this is not accepted (a stale stamp replayed by a script).
-    public static let maximumAge: TimeInterval = 7 * 24 * 3600
+    /// A page older than this is not accepted: the person is asked to send the form once more.
+    public static let maximumAge: TimeInterval = 6 * 3600
 
     /// What a stamp says about the submit.
     public enum Verdict: Sendable, Equatable {
         /// Rendered by us for this course, long enough ago.
         case plausible
-        /// Missing, forged, for another course, or too old.
+        /// Missing, forged, or for another course.
         case invalid
+        /// Ours, but older than ``maximumAge``: a tab left open (or a replay by a script).
+        case stale
         /// Sent sooner after the page was rendered than a person could.
         case tooFast
     }
@@ -45,9 +47,16 @@ public struct FormStamp: Sendable {
         // Compare in constant time: a timing difference must not reveal a correct prefix.
         guard expected.count == given.count, zip(expected, given).reduce(0, { $0 | ($1.0 ^ $1.1) }) == 0 else { return .invalid }
         let age = now.timeIntervalSince1970 - Double(seconds)
-        if age > Self.maximumAge { return .invalid }
+        if age > Self.maximumAge { return .stale }
         if age < Self.minimumFillTime { return .tooFast }
         return .plausible
+    }
+
+    /// When a stamp stops being accepted: until then a spent one must be remembered.
+    public func expiry(of stamp: String) -> Date? {
+        stamp.split(separator: ".", maxSplits: 1).first.flatMap { Int64($0) }.map {
+            Date(timeIntervalSince1970: Double($0) + Self.maximumAge)
+        }
     }
 
     private func signature(seconds: Int64, course: String) -> String {

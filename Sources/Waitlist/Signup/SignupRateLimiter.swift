@@ -1,6 +1,10 @@
 import Foundation
 import Synchronization
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// Counts signup attempts per client address: a token bucket each, holding `rate.count` attempts
 /// and refilling at `rate.count` per period.
 ///
@@ -33,8 +37,10 @@ public final class SignupRateLimiter: Sendable {
     /// How many clients are remembered now (for tests and metrics).
     public var trackedClients: Int { buckets.withLock { $0.count } }
 
-    /// Takes one attempt from `client`'s bucket, if there is one left.
+    /// Takes one attempt from `client`'s bucket, if there is one left. IPv6 clients share a bucket
+    /// per /64 (``key(for:)``), the block one household or server is handed.
     public func attempt(client: String, now: Date) -> Decision {
+        let client = Self.key(for: client)
         let size = Double(rate.count)
         let refillPerSecond = rate.perSecond
         return buckets.withLock { buckets in
@@ -53,6 +59,19 @@ public final class SignupRateLimiter: Sendable {
             buckets[client] = bucket
             return .allowed
         }
+    }
+
+    /// The bucket a client address counts against: an IPv6 address's first 64 bits (`2001:db8:1:2::/64`),
+    /// an IPv4-mapped IPv6 address as the IPv4 address, anything else as it is.
+    static func key(for client: String) -> String {
+        var address = in6_addr()
+        guard inet_pton(AF_INET6, client, &address) == 1 else { return client }
+        let bytes = withUnsafeBytes(of: address) { Array($0) }
+        if bytes[0..<10].allSatisfy({ $0 == 0 }) && bytes[10] == 0xFF && bytes[11] == 0xFF {
+            return bytes[12...].map(String.init).joined(separator: ".")
+        }
+        let groups = stride(from: 0, to: 8, by: 2).map { String(UInt16(bytes[$0]) << 8 | UInt16(bytes[$0 + 1]), radix: 16) }
+        return groups.joined(separator: ":") + "::/64"
     }
 
     /// Forgets refilled buckets; if that is not enough, the half seen longest ago.

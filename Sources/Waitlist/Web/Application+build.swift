@@ -67,7 +67,8 @@ public func buildRouter(_ dependencies: AppDependencies) throws -> Router<AppReq
     }
     let settings = dependencies.settings
     let coursePages = CoursePageController(
-        database: database, pages: pages, formStamp: FormStamp(key: try database.secret(named: "signup-form-stamp")), now: dependencies.now)
+        database: database, pages: pages, formStamp: FormStamp(key: try database.secret(named: "signup-form-stamp")),
+        privacyURL: dependencies.settings.privacyURL, now: dependencies.now)
     coursePages.addRoutes(to: router)
     SignupController(
         database: database, coursePages: coursePages, clientAddresses: clientAddresses,

@@ -8,6 +8,8 @@ struct CoursePageController: Sendable {
     let pages: Pages
     /// Signs the time each form is rendered, for the anti-bot check of the signup.
     let formStamp: FormStamp
+    /// The school's privacy notice (`WAITLIST_PRIVACY_URL`), linked under the form.
+    var privacyURL: String?
     let now: @Sendable () -> Date
 
     func addRoutes(to router: Router<AppRequestContext>) {
@@ -48,7 +50,7 @@ struct CoursePageController: Sendable {
     /// The course page, optionally re-shown with the address typed and an error about it.
     func render(
         course: Course, language: Language, switchPath: String, status: HTTPResponse.Status = .ok, email: String? = nil,
-        error: String? = nil
+        error: String? = nil, notice: String? = nil
     ) throws -> Response {
         var context: [String: Any] = ["course": ["slug": course.slug, "title": course.title]]
         if let opening = try database.currentOpening(courseId: course.id!) {
@@ -57,10 +59,15 @@ struct CoursePageController: Sendable {
         context["antiBot"] = ["name": "stamp", "value": formStamp.issue(course: course.slug, now: now())]
         if let email { context["email"] = email }
         if let error { context["error"] = error }
+        if let notice { context["notice"] = notice }
+        if let privacyURL { context["privacyURL"] = privacyURL }
         let other = Strings.table(language)["otherLang"]!
-        return pages.page(
+        var response = pages.page(
             "course", language: language, title: course.title, status: status, context: context,
             languageSwitch: "\(switchPath)?lang=\(other)")
+        // The form's post then carries this page's origin (under `no-referrer` browsers send `Origin: null`).
+        response.headers[.referrerPolicy] = "same-origin"
+        return response
     }
 }
 

@@ -69,7 +69,8 @@ struct SecurityHeadersMiddleware<Context: RequestContext>: RouterMiddleware {
         var response = try await next(request, context)
         response.headers[.contentSecurityPolicy] = Self.contentSecurityPolicy
         response.headers[.xContentTypeOptions] = "nosniff"
-        response.headers[.referrerPolicy] = "no-referrer"
+        // Pages with the signup form say `same-origin` themselves; every other page shows no referrer.
+        if response.headers[.referrerPolicy] == nil { response.headers[.referrerPolicy] = "no-referrer" }
         response.headers[.xFrameOptions] = "DENY"
         if isHTTPS { response.headers[.strictTransportSecurity] = "max-age=31536000" }
         return response

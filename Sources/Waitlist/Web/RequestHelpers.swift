@@ -47,5 +47,6 @@ struct ClientAddressResolver: Sendable {
 extension HTTPField.Name {
     static let xForwardedFor = Self("X-Forwarded-For")!
     static let referrerPolicy = Self("Referrer-Policy")!
+    static let secFetchSite = Self("Sec-Fetch-Site")!
     static let xFrameOptions = Self("X-Frame-Options")!
 }

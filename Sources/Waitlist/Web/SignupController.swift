@@ -52,7 +52,7 @@ struct SignupController: Sendable {
             throw HTTPError(.badRequest)
         }
         let language = fields["locale"].flatMap(Language.init(tag:)) ?? request.preferredLanguage
-        let course = try database.resolveCourse(slug: fields["course"].flatMap { $0.isEmpty ? nil : $0 })
+        let course = try course(named: fields["course"].flatMap { $0.isEmpty ? nil : $0 }, language: language)
         let checkInbox = Response(status: .seeOther, headers: [.location: "/courses/\(course.slug)/subscribed?lang=\(language.rawValue)"])
         let address: EmailAddress
         do {
@@ -63,9 +63,25 @@ struct SignupController: Sendable {
                 course: course, language: language, switchPath: "/courses/\(course.slug)", status: .unprocessableContent,
                 email: String(email.prefix(254)), error: message)
         }
-        // A bot fills the hidden field or submits faster than a person can; it gets the same answer and no mail.
-        let verdict = formStamp.verify(fields["stamp"], course: course.slug, now: now())
-        guard fields["website"]?.isEmpty != false, verdict == .plausible else {
+        // A page from another site posting its visitors' browsers here is no signup: the same answer, no mail.
+        guard origins.isSameSiteOrAllowedFormPost(request) else {
+            Counter(label: "waitlist_signups_refused_total", dimensions: [("reason", "cross_site")]).increment()
+            context.logger.debug("Signup form posted from a foreign page")
+            return checkInbox
+        }
+        let stamp = fields["stamp"]
+        let verdict = formStamp.verify(stamp, course: course.slug, now: now())
+        if verdict == .stale, fields["website"]?.isEmpty != false {
+            // A tab left open for hours: the form again, with its address, and a word to send it once more.
+            return try coursePages.render(
+                course: course, language: language, switchPath: "/courses/\(course.slug)", email: String(email.prefix(254)),
+                notice: Strings.table(language)["staleForm"]!)
+        }
+        // A bot fills the hidden field, submits faster than a person can, or sends one stamp again;
+        // it gets the same answer and no mail.
+        guard fields["website"]?.isEmpty != false, verdict == .plausible, let stamp, let expiry = formStamp.expiry(of: stamp),
+            try database.spendFormStamp(stamp, expiresAt: expiry)
+        else {
             Counter(label: "waitlist_signups_refused_total", dimensions: [("reason", "bot")]).increment()
             context.logger.debug("Signup looked automated", metadata: ["stamp": "\(verdict)"])
             return checkInbox
@@ -100,7 +116,7 @@ struct SignupController: Sendable {
                 message: "The body must be a JSON object with a string \"email\" and optional \"course\" and \"locale\".")
         }
         let language = signup.locale.flatMap(Language.init(tag:)) ?? .ru
-        let course = try database.resolveCourse(slug: signup.course)
+        let course = try course(named: signup.course, language: language)
         let address: EmailAddress
         do {
             address = try EmailAddress(signup.email)
@@ -126,6 +142,18 @@ struct SignupController: Sendable {
     }
 
     // MARK: - Shared
+
+    /// The course a signup names, or the only one; refusals in a visitor's words (the database's
+    /// own are for the operator at the command line).
+    private func course(named slug: String?, language: Language) throws -> Course {
+        do {
+            return try database.resolveCourse(slug: slug)
+        } catch let error as WaitlistError where error.kind == .notFound {
+            throw HTTPError(.notFound, message: Strings.table(language)["noSuchCourse"]!)
+        } catch let error as WaitlistError where error.kind == .usage {
+            throw HTTPError(.badRequest, message: Strings.table(language)["chooseCourse"]!)
+        }
+    }
 
     /// The 429 answer when the client is over its limit, else `nil` (and the attempt is counted).
     private func limit(_ request: Request, context: AppRequestContext, json: Bool) -> Response? {
@@ -196,6 +224,20 @@ struct OriginPolicy: Sendable {
 
     func isAllowed(_ origin: String) -> Bool {
         allowed.contains(Self.normalise(origin))
+    }
+
+    /// Whether a form post comes from one of the service's own pages or an allowed embed origin, as
+    /// far as the browser tells: by `Sec-Fetch-Site` where it sends it, else by `Origin` (where
+    /// `null`, from a page that hides its origin, is not ours). A request with neither is not a
+    /// browser's; the other rules judge it.
+    func isSameSiteOrAllowedFormPost(_ request: Request) -> Bool {
+        let origin = request.headers[.origin]
+        if let site = request.headers[.secFetchSite]?.lowercased() {
+            if site == "same-origin" || site == "none" { return true }
+            return origin.map(isAllowed) ?? false
+        }
+        guard let origin else { return true }
+        return isAllowed(origin)
     }
 
     /// Requests without an Origin (not from a browser) are allowed; browsers must come from an allowed origin.

@@ -118,8 +118,15 @@ extension SMTPConnection {
             let text = refusal.dropFirst(4)
             return code / 100 == 5 && text.starts(with: Array("5.7.".utf8))
         }
-        /// The reply as readable text, for reasons: the last line of a refusal, else the code.
-        var line: String { refusal.isEmpty ? String(code) : refusal.withUnsafeBytes { SMTPFailure.printable($0) } }
+        /// The reply as readable text, for reasons: the last line of a refusal, else the code. Relays
+        /// often quote the address they refuse; the reason is stored and logged, so every word with an
+        /// `@` in it becomes `<address>`.
+        var line: String {
+            guard !refusal.isEmpty else { return String(code) }
+            let text = refusal.withUnsafeBytes { SMTPFailure.printable($0) }
+            return text.split(separator: " ", omittingEmptySubsequences: false).map { $0.contains("@") ? "<address>" : String($0) }
+                .joined(separator: " ")
+        }
     }
 
     private func write(_ bytes: ArraySlice<UInt8>, until deadline: ContinuousClock.Instant) throws(DeliveryError) {
