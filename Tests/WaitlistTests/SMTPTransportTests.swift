@@ -330,7 +330,8 @@ import Testing
     @Test("A refusal's reason, stored and logged, never holds the address the relay quoted")
     func refusalReasonLeavesTheAddressOut() {
         let reply = SMTPConnection.Reply(
-            code: 550, refusal: Array("550 5.1.1 <Anna.Ivanova@example.com>: Recipient address rejected: user anna@example.com unknown\r".utf8))
+            code: 550,
+            refusal: Array("550 5.1.1 <Anna.Ivanova@example.com>: Recipient address rejected: user anna@example.com unknown\r".utf8))
         #expect(reply.line == "550 5.1.1 <address> Recipient address rejected: user <address> unknown")
         #expect(reply.isPolicyRefusal == false)
     }
