@@ -1,14 +1,17 @@
-// The confirmation page: once a person actually sees it (the document is visible), submit the
-// confirming form by itself, so the link in the mail is the one deliberate click. Mail scanners
-// that fetch the link run no script or never show the page, and a bare GET confirms nothing.
+// The confirmation page: the button confirms. The page also submits itself, but only for what
+// looks like a person: the page is visible, the browser is not driven by automation
+// (`navigator.webdriver`), and the visitor has moved a pointer, touched the screen or pressed a
+// key. Mail scanners that open links, even those that run scripts in a headless browser, do none
+// of that; and the server leaves this script out altogether in the first minutes after the mail
+// went out, when a scanner is far likelier than a person. A bare GET never confirms.
 (function () {
     "use strict";
     var form = document.querySelector("form[data-auto-submit]");
-    if (!form) {
+    if (!form || navigator.webdriver === true) {
         return;
     }
     var sent = false;
-    function submitWhenVisible() {
+    function submitForAPerson() {
         if (sent || document.visibilityState !== "visible") {
             return;
         }
@@ -19,10 +22,7 @@
         }
         form.submit();
     }
-    document.addEventListener("visibilitychange", submitWhenVisible);
-    if (document.readyState === "loading") {
-        document.addEventListener("DOMContentLoaded", submitWhenVisible);
-    } else {
-        submitWhenVisible();
-    }
+    ["pointermove", "pointerdown", "touchstart", "keydown"].forEach(function (name) {
+        window.addEventListener(name, submitForAPerson, { passive: true });
+    });
 })();

@@ -289,10 +289,28 @@ struct AbuseTests {
 
     // MARK: - Pages
 
-    @Test("The confirmation page submits itself with a script from our own origin, with the button as the fallback")
+    @Test("In the first minutes after the mail went out, the confirmation page has the button only: a scanner is likelier than a person")
+    func freshConfirmPageDoesNotSubmitItself() async throws {
+        let world = try await TestWorld.make()
+        let token = try await world.pendingSubscriber("anna@example.com")
+        try await world.application().test(.router) { client async throws in
+            world.clock.advance(by: 60)
+            let page = try await client.get("/confirm/\(token.value)")
+            #expect(page.status == .ok)
+            #expect(!page.text.contains("data-auto-submit"))
+            #expect(!page.text.contains("confirm.js"))
+            #expect(page.text.contains("<button type=\"submit\">"))
+            world.clock.advance(by: 3 * 60)
+            #expect(try await client.get("/confirm/\(token.value)").text.contains("data-auto-submit"))
+        }
+        #expect(try world.database.status(courseId: 1).pending == 1)
+    }
+
+    @Test("Later, the confirmation page submits itself for a person, with a script from our own origin; the button stays")
     func confirmPageAutoSubmits() async throws {
         let world = try await TestWorld.make()
         let token = try await world.pendingSubscriber("anna@example.com")
+        world.clock.advance(by: 10 * 60)
         try await world.application().test(.router) { client async throws in
             let page = try await client.get("/confirm/\(token.value)")
             #expect(page.text.contains(#"<script src="/confirm.js" defer></script>"#))
@@ -304,6 +322,8 @@ struct AbuseTests {
             let script = try await client.get("/confirm.js")
             #expect(script.status == .ok)
             #expect(script.text.contains("visibilityState"))
+            #expect(script.text.contains("navigator.webdriver"))
+            #expect(script.text.contains("pointermove"))
             let unsubscribe = try await client.get("/unsubscribe/\(try world.token("unsubscribe", sentTo: "anna@example.com").value)")
             #expect(!unsubscribe.text.contains("data-auto-submit"))
         }

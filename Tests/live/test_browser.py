@@ -1,8 +1,9 @@
 """The pages in a real browser (headless Chromium through Selenium), as a visitor uses them.
 
 - A person fills in the course page's form (taking the seconds a person takes), lands on the
-  "check your inbox" page, opens the confirmation link from the mail, and the page confirms by
-  itself once shown: one deliberate click, the one in the mail.
+  "check your inbox" page, opens the confirmation link from the mail and confirms with its button.
+- A scanner (a headless browser that runs scripts) opening the link right after delivery
+  confirms nothing.
 - With JavaScript off, the confirmation page waits for the button, and the button confirms.
 - The honeypot field is out of a person's sight and reach.
 """
@@ -87,11 +88,29 @@ def confirmed_count(server: Server) -> int:
     return int(re.search(r'"confirmed" : (\d+)', status.stdout).group(1))
 
 
-def test_a_person_signs_up_and_confirms_with_the_link_alone(start_server, browser):
+def test_a_scanner_opening_a_fresh_link_confirms_nothing(start_server, browser):
+    """A mail scanner that runs scripts in a headless browser opens the link as soon as the mail
+    arrives: the page waits for a person, and nobody is confirmed."""
+    server = start_server()
+    sign_up_in_browser(browser, server, "scanned@example.com")
+    scanner = make_browser()
+    try:
+        scanner.get(base(server) + confirmation_path(server))
+        time.sleep(3)
+        assert scanner.find_element(By.TAG_NAME, "h1").text == "Подтвердите подписку"
+        assert scanner.execute_script("return document.querySelector('form[data-auto-submit]') === null")
+    finally:
+        scanner.quit()
+    assert confirmed_count(server) == 0
+
+
+def test_a_person_signs_up_and_confirms_with_one_click(start_server, browser):
     server = start_server()
     sign_up_in_browser(browser, server, "browser@example.com")
     assert browser.find_element(By.TAG_NAME, "h1").text == "Проверьте почту"
     browser.get(base(server) + confirmation_path(server))
+    assert confirmed_count(server) == 0
+    browser.find_element(By.CSS_SELECTOR, "form.token-action button").click()
     WebDriverWait(browser, 10).until(expected_conditions.text_to_be_present_in_element((By.TAG_NAME, "h1"), "Подписка подтверждена"))
     assert confirmed_count(server) == 1
 

@@ -10,6 +10,9 @@ struct TokenPagesController: Sendable {
     let clientAddresses: ClientAddressResolver
     let now: @Sendable () -> Date
 
+    /// For this long after a confirmation mail went out, its page does not submit itself.
+    static let scannerWindow: TimeInterval = 3 * 60
+
     func addRoutes(to router: Router<AppRequestContext>) {
         router.get("/confirm/:token", use: showConfirm)
         router.post("/confirm/:token", use: confirm)
@@ -26,11 +29,14 @@ struct TokenPagesController: Sendable {
         case .alreadyDone(let subscriber, let course): return alreadyConfirmed(subscriber, course)
         case .valid(let subscriber, let course):
             let words = Strings.table(subscriber.language)
+            // Right after the mail went out, whoever opens the link is most likely a mail scanner: the button only.
+            let mailedAt = try database.confirmationMailedAt(token)
+            let autoSubmit = mailedAt.map { now().timeIntervalSince($0) >= Self.scannerWindow } ?? true
             return pages.page(
                 "token-action", language: subscriber.language, title: words["confirmTitle"]!,
                 context: [
                     "heading": words["confirmTitle"]!, "text": words["confirmText"]!, "courseTitle": course.title,
-                    "action": "/confirm/\(token.value)", "button": words["confirmButton"]!, "autoSubmit": true,
+                    "action": "/confirm/\(token.value)", "button": words["confirmButton"]!, "autoSubmit": autoSubmit,
                 ])
         case .expired(let course): return expiredLink(course, language)
         case .unknown: return unknownLink(language)
