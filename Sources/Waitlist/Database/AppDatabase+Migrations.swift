@@ -185,6 +185,18 @@ extension AppDatabase {
                     """)
         }
 
+        migrator.registerMigration("v8: canonical address keys") { db in
+            // Keys were the lower-cased address; now the local part NFC-normalised and lower-cased
+            // and the domain in its UTS #46 ASCII form (EmailAddress.key). Two rows that turn out to
+            // be one mailbox keep their old keys (OR IGNORE): neither is lost.
+            let rows = try Row.fetchAll(db, sql: "SELECT id, email, emailKey FROM subscriber")
+            for row in rows {
+                guard let address = try? EmailAddress(row["email"] as String), address.key != row["emailKey"] as String else { continue }
+                try db.execute(
+                    sql: "UPDATE OR IGNORE subscriber SET emailKey = ? WHERE id = ?", arguments: [address.key, row["id"] as Int64])
+            }
+        }
+
         return migrator
     }
 }

@@ -99,7 +99,7 @@ extension AppDatabase {
                 sql: """
                     SELECT e.kind, e.at, e.source, e.ip, e.userAgent FROM consent_event e JOIN subscriber s ON s.id = e.subscriberId
                     WHERE s.emailKey = ? ORDER BY e.at, e.id
-                    """, arguments: [email.trimmingCharacters(in: .whitespaces).lowercased()])
+                    """, arguments: [EmailAddress.key(of: email)])
         }
     }
 
@@ -107,7 +107,7 @@ extension AppDatabase {
     ///
     /// - Returns: how many subscriptions were erased.
     public func forget(email: String) throws -> Int {
-        let key = email.trimmingCharacters(in: .whitespaces).lowercased()
+        let key = EmailAddress.key(of: email)
         return try writer.writeWithoutTransaction { db in
             // Overwrite the deleted rows' bytes, and fold the WAL back into the file, so that the
             // address does not linger in free pages.

@@ -5,7 +5,7 @@ extension FileTransport {
     ///
     /// - Returns: how many files were deleted.
     public static func removeMessages(to address: String, in directory: String) -> Int {
-        let wanted = address.trimmingCharacters(in: .whitespaces).lowercased()
+        let wanted = EmailAddress.key(of: address)
         guard !wanted.isEmpty, let names = try? FileManager.default.contentsOfDirectory(atPath: directory) else { return 0 }
         var removed = 0
         for name in names where name.hasSuffix(".eml") {
@@ -19,7 +19,7 @@ extension FileTransport {
             if let open = recipient.lastIndex(of: "<"), let close = recipient.lastIndex(of: ">"), open < close {
                 recipient = String(recipient[recipient.index(after: open)..<close])
             }
-            if recipient.lowercased() == wanted, (try? FileManager.default.removeItem(atPath: path)) != nil {
+            if EmailAddress.key(of: recipient) == wanted, (try? FileManager.default.removeItem(atPath: path)) != nil {
                 removed += 1
             }
         }
