@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import GRDB
 import Testing
 
@@ -114,6 +115,54 @@ struct SignupDatabaseTests {
             return
         }
         #expect(back.status == .confirmed)
+    }
+
+    @Test("A signup runs the same statements whatever the address's state: new, pending, throttled, confirmed, unsubscribed, bounced")
+    func signupDoesTheSameWorkInEveryState() async throws {
+        let statements = Mutex<[String]>([])
+        var configuration = Configuration()
+        configuration.foreignKeysEnabled = true
+        configuration.prepareDatabase { db in
+            db.trace(options: .statement) { event in
+                if case .statement(let statement) = event { statements.withLock { $0.append(statement.sql) } }
+            }
+        }
+        let database = try AppDatabase(DatabaseQueue(configuration: configuration))
+        let clock = TestClock()
+        func signUp(_ address: String) throws -> (SignupOutcome, [String]) {
+            statements.withLock { $0 = [] }
+            let outcome = try database.subscribe(
+                email: try EmailAddress(address), courseId: 1, language: .ru, client: ClientContext(ip: "192.0.2.1"), now: clock.now)
+            return (outcome, statements.withLock { $0 })
+        }
+        func setStatus(_ status: String, of address: String) async throws {
+            try await database.writer.write { db in
+                try db.execute(
+                    sql: "UPDATE subscriber SET status = ?, confirmedAt = ?, bouncedAt = ? WHERE email = ?",
+                    arguments: [status, status == "pending" ? nil : clock.now, status == "bounced" ? clock.now : nil, address])
+            }
+        }
+        let (new, work) = try signUp("anna@example.com")
+        #expect(new == .confirmationQueued)
+        #expect(work.contains { $0.hasPrefix("INSERT INTO subscriber") })
+        let (throttled, throttledWork) = try signUp("anna@example.com")
+        #expect(throttled == .throttled)
+        clock.advance(by: AppDatabase.confirmationInterval + 1)
+        let (again, againWork) = try signUp("anna@example.com")
+        #expect(again == .confirmationQueued)
+        try await setStatus("confirmed", of: "anna@example.com")
+        let (confirmed, confirmedWork) = try signUp("anna@example.com")
+        #expect(confirmed == .alreadyConfirmed)
+        try await setStatus("unsubscribed", of: "anna@example.com")
+        clock.advance(by: 1)
+        let (unsubscribed, unsubscribedWork) = try signUp("anna@example.com")
+        #expect(unsubscribed == .confirmationQueued)
+        try await setStatus("bounced", of: "anna@example.com")
+        let (bounced, bouncedWork) = try signUp("anna@example.com")
+        #expect(bounced == .suppressed)
+        for other in [throttledWork, againWork, confirmedWork, unsubscribedWork, bouncedWork] {
+            #expect(other == work)
+        }
     }
 
     @Test("The consent record keeps every event: each signup, confirmation and unsubscription, none overwritten")

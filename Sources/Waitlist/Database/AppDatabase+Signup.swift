@@ -56,6 +56,10 @@ extension AppDatabase {
     /// A new address becomes `pending` with one confirmation queued. A pending or unsubscribed
     /// address gets another confirmation only if none went out in the last 24 hours and fewer than
     /// three went out since it last confirmed. Confirmed and bounced addresses get nothing.
+    ///
+    /// Whatever the address's state, the transaction runs the same statements, writes and commits
+    /// (rows are written, or left as they were, by the same upsert and inserts), so the time a
+    /// signup takes tells nobody whether the address was on the list.
     public func subscribe(
         email: EmailAddress,
         courseId: Int64,
@@ -64,47 +68,66 @@ extension AppDatabase {
         now: Date = Date()
     ) throws -> SignupOutcome {
         try writer.write { db in
-            guard
-                var subscriber = try Subscriber.filter(Subscriber.Columns.courseId == courseId && Subscriber.Columns.emailKey == email.key)
-                    .fetchOne(db)
-            else {
-                var subscriber = Subscriber(
-                    id: nil, courseId: courseId, email: email.value, emailKey: email.key, language: language, status: .pending,
-                    createdAt: now, signupSource: client.source, signupIP: client.ip, signupUserAgent: client.userAgent)
-                try subscriber.insert(db)
-                try Self.recordEvent(db, .signup, subscriberId: subscriber.id!, client: client, now: now)
-                try Self.queueConfirmation(db, subscriberId: subscriber.id!, now: now)
-                return .confirmationQueued
+            let known = try Row.fetchOne(
+                db.cachedStatement(sql: "SELECT id, status, confirmedAt FROM subscriber WHERE courseId = ? AND emailKey = ?"),
+                arguments: [courseId, email.key])
+            let status: SubscriberStatus? = known?["status"]
+            // Confirmations since the last confirmation (none for an address never seen).
+            let earlier = try Row.fetchOne(
+                db.cachedStatement(
+                    sql: """
+                        SELECT count(*) AS n, max(createdAt) AS last FROM outbox
+                        WHERE subscriberId = ? AND kind = 'confirmation' AND state != 'cancelled' AND createdAt > ?
+                        """), arguments: [known?["id"] as Int64?, (known?["confirmedAt"] as Date?) ?? Date.distantPast])!
+            let outcome: SignupOutcome
+            switch status {
+            case nil: outcome = .confirmationQueued
+            case .confirmed: outcome = .alreadyConfirmed
+            case .bounced: outcome = .suppressed
+            case .pending, .unsubscribed:
+                let last: Date? = earlier["last"]
+                if (earlier["n"] as Int) >= Self.maximumConfirmations {
+                    outcome = .throttled
+                } else if let last, now.timeIntervalSince(last) < Self.confirmationInterval {
+                    outcome = .throttled
+                } else {
+                    outcome = .confirmationQueued
+                }
             }
-            switch subscriber.status {
-            case .confirmed: return .alreadyConfirmed
-            case .bounced: return .suppressed
-            case .pending, .unsubscribed: break
-            }
-            let earlier = try OutboxMessage.filter(
-                OutboxMessage.Columns.subscriberId == subscriber.id! && OutboxMessage.Columns.kind == MailKind.confirmation
-                    && OutboxMessage.Columns.state != OutboxState.cancelled
-                    && OutboxMessage.Columns.createdAt > (subscriber.confirmedAt ?? .distantPast)
-            ).order(OutboxMessage.Columns.createdAt.desc).fetchAll(db)
-            if earlier.count >= Self.maximumConfirmations { return .throttled }
-            if let last = earlier.first, now.timeIntervalSince(last.createdAt) < Self.confirmationInterval { return .throttled }
-            subscriber.status = .pending
-            subscriber.language = language
-            subscriber.signupSource = client.source
-            subscriber.signupIP = client.ip
-            subscriber.signupUserAgent = client.userAgent
-            try subscriber.update(db)
-            try Self.recordEvent(db, .signup, subscriberId: subscriber.id!, client: client, now: now)
-            try Self.queueConfirmation(db, subscriberId: subscriber.id!, now: now)
-            return .confirmationQueued
+            let queues = outcome == .confirmationQueued
+            let arguments: StatementArguments = [
+                "course": courseId, "email": email.value, "key": email.key, "language": language, "now": now,
+                "source": client.source, "ip": client.ip, "userAgent": client.userAgent, "queues": queues,
+            ]
+            let id = try Int64.fetchOne(
+                db.cachedStatement(
+                    sql: """
+                        INSERT INTO subscriber (courseId, email, emailKey, language, status, createdAt, signupSource, signupIP, signupUserAgent)
+                        VALUES (:course, :email, :key, :language, 'pending', :now, :source, :ip, :userAgent)
+                        ON CONFLICT (courseId, emailKey) DO UPDATE SET
+                            status = CASE WHEN :queues THEN 'pending' ELSE status END,
+                            language = CASE WHEN :queues THEN excluded.language ELSE language END,
+                            signupSource = CASE WHEN :queues THEN excluded.signupSource ELSE signupSource END,
+                            signupIP = CASE WHEN :queues THEN excluded.signupIP ELSE signupIP END,
+                            signupUserAgent = CASE WHEN :queues THEN excluded.signupUserAgent ELSE signupUserAgent END
+                        RETURNING id
+                        """), arguments: arguments)!
+            var written = arguments
+            written += ["id": id]
+            try db.cachedStatement(
+                sql: """
+                    INSERT INTO consent_event (subscriberId, kind, at, source, ip, userAgent)
+                    SELECT :id, 'signup', :now, :source, :ip, :userAgent WHERE :queues
+                    """
+            ).execute(arguments: written)
+            try db.cachedStatement(
+                sql: """
+                    INSERT INTO outbox (kind, subscriberId, openingId, state, attempts, nextAttemptAt, createdAt)
+                    SELECT 'confirmation', :id, NULL, 'queued', 0, :now, :now WHERE :queues
+                    """
+            ).execute(arguments: written)
+            return outcome
         }
-    }
-
-    private static func queueConfirmation(_ db: Database, subscriberId: Int64, now: Date) throws {
-        var message = OutboxMessage(
-            id: nil, kind: .confirmation, subscriberId: subscriberId, openingId: nil, state: .queued, attempts: 0,
-            nextAttemptAt: now, createdAt: now)
-        try message.insert(db)
     }
 
     // MARK: - Tokens
