@@ -199,19 +199,17 @@ final class SMTPTestServer {
     ///
     /// It blocks its thread: call it inside ``onOwnThread(_:)``, with what must follow at once.
     func waitUntilHolding(timeout: Duration = .seconds(120)) -> Bool {
-        let marker = maildir.appendingPathComponent("held").path
-        let clock = ContinuousClock()
-        let deadline = clock.now.advanced(by: timeout)
-        while !FileManager.default.fileExists(atPath: marker) {
-            guard clock.now < deadline else { return false }
-            usleep(10_000)
-        }
-        return true
+        waitForMarker("held", timeout: timeout)
     }
 
     /// Waits until the server's 421 spell has begun (see ``Options/spellAfter``), up to `timeout`.
     func waitUntilSpell(timeout: Duration = .seconds(120)) -> Bool {
-        let marker = maildir.appendingPathComponent("spell").path
+        waitForMarker("spell", timeout: timeout)
+    }
+
+    /// Waits until the server has written the file `name` into its mail directory, up to `timeout`.
+    private func waitForMarker(_ name: String, timeout: Duration) -> Bool {
+        let marker = maildir.appendingPathComponent(name).path
         let clock = ContinuousClock()
         let deadline = clock.now.advanced(by: timeout)
         while !FileManager.default.fileExists(atPath: marker) {

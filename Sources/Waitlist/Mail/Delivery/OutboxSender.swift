@@ -174,62 +174,68 @@ public final class OutboxSender: Sendable {
             } onCancel: {
                 stop()
             }
+            let left = try await pool.runIfActive { try self.database.backlog(now: self.now()) }
+            try await pool.shutdownGracefully()
+            return state.withLock { state in
+                state.summary.leftQueued = left.ready + left.later
+                state.summary.stopReason = governor.stopReason
+                return state.summary
+            }
         } catch {
             try? await pool.shutdownGracefully()  // the run failed already; the pool's threads end either way
             throw error
         }
-        try await pool.shutdownGracefully()
-        let left = try database.backlog(now: now())
-        return state.withLock { state in
-            state.summary.leftQueued = left.ready + left.later
-            state.summary.stopReason = governor.stopReason
-            return state.summary
-        }
+    }
+
+
+    /// What a run does next.
+    private enum NextStep: Sendable {
+        /// Nothing is due (a command's run ends).
+        case finished
+        /// Wait this many seconds, or until woken, and look again.
+        case wait(TimeInterval)
+        /// This sender holds the role now: send.
+        case work(HeldRole)
     }
 
     /// Takes the role whenever there is due mail and it is free, and sends until nothing is due.
+    /// Every database call and wait runs on the sender's pool, never on Swift's cooperative threads.
     private func runPeriods(
         mode: Mode, governor: DeliveryGovernor, pool: NIOThreadPool, progress: @escaping @Sendable (Progress) -> Void
     ) async throws {
         while !isStopping && governor.stopReason == nil {
-            let hasDueMail: Bool
-            do {
-                hasDueMail = try database.hasDueMail(now: now())
-            } catch {
-                try unavailable(error, mode: mode)
-                try await pool.runIfActive { self.doorbell.wait(timeout: 5) }
-                continue
-            }
-            if !hasDueMail {
-                if mode == .drain { return }
-                try await pool.runIfActive { self.doorbell.wait(timeout: 1) }
-                continue
-            }
-            let holder: SendingRoleHolder?
-            do {
-                holder = try database.takeSendingRole(owner: owner, lease: lease, now: now())
-            } catch {
-                try unavailable(error, mode: mode)
-                try await pool.runIfActive { self.doorbell.wait(timeout: 5) }
-                continue
-            }
-            if let holder {
-                // Another process sends: show what is left, and take over once it is done or gone.
-                state.withLock { $0.summary.waitedForAnotherSender = true }
-                if mode == .drain, let due = try? database.backlog(now: now()).ready {  // only for the display: skipped when busy
-                    progress(.anotherSenderWorks(due: due))
+            switch try await pool.runIfActive({ try self.nextStep(mode: mode, progress: progress) }) {
+            case .finished:
+                return
+            case .wait(let seconds):
+                try await pool.runIfActive { self.doorbell.wait(timeout: seconds) }
+            case .work(let role):
+                if !(try await work(role: role, mode: mode, governor: governor, pool: pool, progress: progress)) {
+                    // Due mail that no claim returned (another sender took it meanwhile): look again in a moment.
+                    try await pool.runIfActive { self.doorbell.wait(timeout: 0.5) }
                 }
-                logger.debug("Another sender holds the role", metadata: ["holder": "\(holder.owner)"])
-                try await pool.runIfActive { self.doorbell.wait(timeout: 1) }
-                continue
-            }
-            let role = HeldRole(owner: owner, lease: lease, takenAt: now(), now: now)
-            let claimedAny = try await work(role: role, mode: mode, governor: governor, pool: pool, progress: progress)
-            if !claimedAny {
-                // Due mail that no claim returns (it went to another sender meanwhile): look again in a moment.
-                try await pool.runIfActive { self.doorbell.wait(timeout: 0.5) }
             }
         }
+    }
+
+    /// Looks for due mail and, when there is some, tries to take the role.
+    private func nextStep(mode: Mode, progress: @Sendable (Progress) -> Void) throws -> NextStep {
+        let holder: SendingRoleHolder?
+        do {
+            guard try database.hasDueMail(now: now()) else { return mode == .drain ? .finished : .wait(1) }
+            holder = try database.takeSendingRole(owner: owner, lease: lease, now: now())
+        } catch {
+            try unavailable(error, mode: mode)
+            return .wait(5)
+        }
+        guard let holder else { return .work(HeldRole(owner: owner, lease: lease, takenAt: now(), now: now)) }
+        // Another process sends: show what is left, and take over once it is done or gone.
+        state.withLock { $0.summary.waitedForAnotherSender = true }
+        if mode == .drain, let due = try? database.backlog(now: now()).ready {  // only for the display: skipped when busy
+            progress(.anotherSenderWorks(due: due))
+        }
+        logger.debug("Another sender holds the role", metadata: ["holder": "\(holder.owner)"])
+        return .wait(1)
     }
 
     /// A database failure outside the lanes: the end of a command's run (exit 69), a logged
@@ -262,8 +268,15 @@ public final class OutboxSender: Sendable {
         }
         role.end()
         _ = try? await renewal.value  // it ends with the period; a failure of its own was logged there
+        try await pool.runIfActive { self.endPeriod(queue) }
+        if let failure, mode == .drain { throw failure }
+        return queue.claimedAny
+    }
+
+    /// After the lanes: what was claimed and not sent goes back, the records of sent mail become
+    /// outbox states (claims do that too, as they go), and the role is given up.
+    private func endPeriod(_ queue: WorkQueue) {
         queue.giveBackUnsent()
-        // The lanes' records of sent mail become outbox states (claims do it too, as they go).
         do {
             try database.applySentRecords()
             try database.releaseSendingRole(owner: owner)
@@ -271,8 +284,6 @@ public final class OutboxSender: Sendable {
             // The records stay and are applied by the next claim; the role's lease runs out by itself.
             logger.warning("Cannot give up the sending role", metadata: ["error": "\(AppDatabase.describe(error))"])
         }
-        if let failure, mode == .drain { throw failure }
-        return queue.claimedAny
     }
 
     /// Renews the role every fifth of its lease until the period ends or the role is lost.
