@@ -187,7 +187,6 @@ public final class OutboxSender: Sendable {
         }
     }
 
-
     /// What a run does next.
     private enum NextStep: Sendable {
         /// Nothing is due (a command's run ends).
