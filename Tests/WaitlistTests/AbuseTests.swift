@@ -160,6 +160,20 @@ struct AbuseTests {
         #expect(world.transport.messages.contains { $0.to.address == "visitor@example.com" } == signsUp)
     }
 
+    @Test("Pages that carry a stamp or a token are never stored by a cache")
+    func stampAndTokenPagesAreNotCached() async throws {
+        let world = try await TestWorld.make()
+        let token = try await world.pendingSubscriber("anna@example.com")
+        try await world.application().test(.router) { client async throws in
+            for uri in [
+                "/", "/courses/negotiation", "/confirm/\(token.value)",
+                "/unsubscribe/\(try world.token("unsubscribe", sentTo: "anna@example.com").value)",
+            ] {
+                #expect(try await client.get(uri).headers[.cacheControl] == "no-store", "\(uri)")
+            }
+        }
+    }
+
     @Test("The page with the form sends its origin with the post (Referrer-Policy same-origin); token pages show none")
     func formPagesSendTheirOrigin() async throws {
         let world = try await TestWorld.make()
