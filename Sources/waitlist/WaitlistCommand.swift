@@ -9,7 +9,7 @@ struct WaitlistCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "waitlist",
         abstract: "Keeps a course's \"notify me\" promise: signups with double opt-in, and one announcement when enrolment opens.",
-        discussion: "Settings come from WAITLIST_* environment variables; see the README.",
+        discussion: "Settings come from WAITLIST_* environment variables and the file WAITLIST_CONFIG names (/etc/waitlist/waitlist.env when it exists); the environment wins. See the README.",
         subcommands: [
             Serve.self, OpenEnrolment.self, CloseEnrolment.self, Send.self, Status.self, CourseCommand.self, Export.self, Forget.self,
             Backup.self, TestMail.self,
@@ -35,7 +35,7 @@ enum ExitStatus {
 /// printed as one sentence on stderr and turned into the contract's exit code.
 func withRuntime(_ body: (Runtime) async throws -> Void) async throws {
     do {
-        let settings = try Settings(environment: ProcessInfo.processInfo.environment)
+        let settings = try Settings(environment: ConfigFile.environment(merging: ProcessInfo.processInfo.environment))
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = settings.logLevel

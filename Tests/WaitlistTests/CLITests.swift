@@ -316,6 +316,25 @@ struct CLITests {
         }
     }
 
+    @Test("Every command reads the settings file WAITLIST_CONFIG names; a bad file stops it with exit 64")
+    func commandsReadTheSettingsFile() throws {
+        var cli = try CLIHarness()
+        defer { cli.cleanUp() }
+        let database = cli.databasePath
+        cli.environment.removeValue(forKey: "WAITLIST_DATABASE")
+        _ = try AppDatabase.open(path: database).subscribe(
+            email: try EmailAddress("anna@example.com"), courseId: 1, language: .ru, client: ClientContext())
+        let config = cli.directory.appendingPathComponent("waitlist.env").path
+        try "# written by the operator\nWAITLIST_DATABASE=\(database)\n".write(toFile: config, atomically: true, encoding: .utf8)
+        let status = try cli.run("status", "--json", extraEnvironment: ["WAITLIST_CONFIG": config])
+        #expect(status.status == 0, "\(status.stderr)")
+        #expect(status.stdout.contains(#""pending" : 1"#), "\(status.stdout)")
+        try "WAITLIST_DATABASE\n".write(toFile: config, atomically: true, encoding: .utf8)
+        let broken = try cli.run("status", extraEnvironment: ["WAITLIST_CONFIG": config])
+        #expect(broken.status == 64)
+        #expect(broken.stderr.contains("line 1"), "\(broken.stderr)")
+    }
+
     @Test("course add, list and edit manage courses")
     func courses() throws {
         let cli = try CLIHarness()

@@ -135,3 +135,8 @@ def test_the_honeypot_is_out_of_sight(start_server, browser):
     rect = browser.execute_script("return arguments[0].getBoundingClientRect().toJSON();", trap)
     assert rect["right"] <= 0 or rect["width"] <= 1
     assert trap.get_attribute("tabindex") == "-1"
+    # Without the stylesheet (it did not load), the markup alone keeps the field out of sight.
+    browser.execute_script("document.querySelectorAll('link[rel=stylesheet]').forEach(function (l) { l.remove(); });")
+    rect = browser.execute_script("return arguments[0].getBoundingClientRect().toJSON();", trap)
+    assert rect["width"] == 0 and rect["height"] == 0
+    assert not trap.is_displayed()
