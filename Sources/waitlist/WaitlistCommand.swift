@@ -9,7 +9,10 @@ struct WaitlistCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "waitlist",
         abstract: "Keeps a course's \"notify me\" promise: signups with double opt-in, and one announcement when enrolment opens.",
-        discussion: "Settings come from WAITLIST_* environment variables and the file WAITLIST_CONFIG names (/etc/waitlist/waitlist.env when it exists); the environment wins. See the README.",
+        discussion: """
+            Settings come from WAITLIST_* environment variables and the file WAITLIST_CONFIG names \
+            (/etc/waitlist/waitlist.env when it exists); the environment wins. See the README.
+            """,
         subcommands: [
             Serve.self, OpenEnrolment.self, CloseEnrolment.self, Send.self, Status.self, CourseCommand.self, Export.self, Forget.self,
             Backup.self, TestMail.self,
