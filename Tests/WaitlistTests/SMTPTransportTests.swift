@@ -170,6 +170,20 @@ import Testing
         #expect(try server.receivedMessages().map(\.data) == [message])
     }
 
+    @Test("A message sent the moment the relay hangs up, before its hang-up arrives, goes once more on a new connection")
+    func aHangUpStillOnTheWayIsSurvived() async throws {
+        let server = try await SMTPTestServer.start(.init(hangsUpAfter: 1))
+        defer { server.stop() }
+        let session = try Self.session(url: server.url)
+        defer { session.close() }
+        // The relay closes each connection after its first message; the next goes out at once.
+        for number in 1...12 {
+            try session.send(Self.message(to: "person\(number)@example.com", number: number))
+        }
+        let received = try server.receivedMessages()
+        #expect(received.map(\.recipients) == (1...12).map { ["person\($0)@example.com"] })
+    }
+
     @Test func aConnectionTheRelayHungUpIsReplacedBeforeTheNextMessage() async throws {
         let server = try await SMTPTestServer.start(.init(hangsUpAfter: 1))
         defer { server.stop() }

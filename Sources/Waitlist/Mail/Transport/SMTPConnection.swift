@@ -22,6 +22,8 @@ final class SMTPConnection {
     /// `false` once the connection is in a state no next message can start from (mid-DATA, timed out,
     /// closed by the relay): it must be dropped.
     var isUsable = true
+    /// How many replies the current transaction has had: 0 while the relay has answered nothing of it.
+    var transactionReplies = 0
     private var isClosed = false
 
     /// Connects, says `EHLO`, starts TLS and logs in as `configuration` asks; throws what went wrong.

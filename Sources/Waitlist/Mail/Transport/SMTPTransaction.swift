@@ -12,6 +12,7 @@ extension SMTPConnection {
         throws(DeliveryError)
     {
         let deadline = ContinuousClock.now + messageTimeout
+        transactionReplies = 0
         var mailFrom = "MAIL FROM:<\(sender)>"
         if greeting.offersSize { mailFrom += " SIZE=\(message.count)" }
         if greeting.offersSMTPUTF8 && !(sender.utf8.allSatisfy { $0 < 0x80 } && recipient.utf8.allSatisfy { $0 < 0x80 }) {
@@ -149,7 +150,10 @@ extension SMTPConnection {
     /// The next complete reply, reading from the connection as needed.
     private func readReply(until deadline: ContinuousClock.Instant) throws(DeliveryError) -> Reply {
         while true {
-            if let reply = try takeReply() { return reply }
+            if let reply = try takeReply() {
+                transactionReplies += 1
+                return reply
+            }
             var count = 0
             let code = scratch.withUnsafeMutableBytes { curl_easy_recv(handle, $0.baseAddress, $0.count, &count) }
             if code == CURLE_OK {

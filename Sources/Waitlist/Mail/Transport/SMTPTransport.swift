@@ -84,19 +84,30 @@ final class SMTPSession: MailSession, @unchecked Sendable {
             open.close()
             connection = nil
         }
-        let connection: SMTPConnection
-        if let open = self.connection {
-            connection = open
-        } else {
-            connection = try SMTPConnection(configuration: configuration, ehloName: ehloName)
-            self.connection = connection
+        if let reused = self.connection {
+            do throws(DeliveryError) {
+                return try deliver(message, from: sender, to: recipient, over: reused, beforeEnd: beforeEnd)
+            } catch {
+                // A kept connection the relay closed just now (its hang-up still on the way) fails before
+                // any reply: nothing of this message reached the relay, so it goes once more, on a new one.
+                guard !reused.isUsable, reused.transactionReplies == 0 else { throw error }
+            }
         }
+        let fresh = try SMTPConnection(configuration: configuration, ehloName: ehloName)
+        connection = fresh
+        try deliver(message, from: sender, to: recipient, over: fresh, beforeEnd: beforeEnd)
+    }
+
+    /// One transaction over `connection`; a connection the failure left unusable is dropped.
+    private func deliver(
+        _ message: [UInt8], from sender: String, to recipient: String, over connection: SMTPConnection, beforeEnd: () -> Bool
+    ) throws(DeliveryError) {
         do throws(DeliveryError) {
             try connection.deliver(message, from: sender, to: recipient, beforeEnd: beforeEnd)
         } catch {
             if !connection.isUsable {
                 connection.close()
-                self.connection = nil
+                if self.connection === connection { self.connection = nil }
             }
             throw error
         }
