@@ -22,6 +22,7 @@ struct Serve: AsyncParsableCommand {
 
     func run() async throws {
         try await withRuntime { runtime in
+            try runtime.database.checkIntegrity(path: runtime.settings.databasePath)
             let metrics = PrometheusCollectorRegistry()
             MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: metrics))
             let sender = runtime.makeSender(logger: Logger(label: "waitlist.mail"))

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import GRDB
 import Logging
 import Waitlist
 
@@ -54,6 +55,14 @@ func withRuntime(_ body: (Runtime) async throws -> Void) async throws {
     } catch let error as WaitlistError {
         printError(error.message)
         throw exitCode(for: error)
+    } catch let error as DatabaseError {
+        // Never the SQL: what SQLite said, and the contract's code for it.
+        let damaged = [ResultCode.SQLITE_CORRUPT, .SQLITE_NOTADB].contains(error.resultCode)
+        printError(
+            damaged
+                ? "The database is damaged (\(error.message ?? "SQLite error")); restore it from a backup."
+                : "The database did not answer: \(error.message ?? "SQLite error \(error.resultCode.rawValue)").")
+        throw damaged ? ExitStatus.data : ExitStatus.unavailable
     } catch {
         printError("waitlist failed: \(error).")
         throw ExitStatus.software

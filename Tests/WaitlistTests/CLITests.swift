@@ -93,6 +93,22 @@ struct CLIHarness {
         return process
     }
 
+    /// Runs `waitlist ARGS` that should end by itself (a `serve` that must refuse to start, say);
+    /// one still running after `timeout` is killed and reported as status -1.
+    func runExpectingExit(_ arguments: [String], timeout: TimeInterval = 30) throws -> Result {
+        let errors = Pipe()
+        let process = try start(arguments, errors: errors)
+        let deadline = Date().addingTimeInterval(timeout)
+        while process.isRunning && Date() < deadline { usleep(20_000) }
+        if process.isRunning {
+            process.terminate()
+            process.waitUntilExit()
+            return Result(status: -1, stdout: "", stderr: "still running after \(timeout) s")
+        }
+        let stderr = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        return Result(status: process.terminationStatus, stdout: "", stderr: stderr)
+    }
+
     /// The `.eml` files the file transport wrote.
     func mailFiles() -> [String] {
         let mail = directory.appendingPathComponent("mail")
@@ -333,6 +349,65 @@ struct CLITests {
         let broken = try cli.run("status", extraEnvironment: ["WAITLIST_CONFIG": config])
         #expect(broken.status == 64)
         #expect(broken.stderr.contains("line 1"), "\(broken.stderr)")
+    }
+
+    @Test("Another program's SQLite file is refused with exit 65 and left exactly as it was, not even switched to WAL")
+    func foreignDatabaseIsLeftAlone() throws {
+        let cli = try CLIHarness()
+        defer { cli.cleanUp() }
+        let queue = try DatabaseQueue(path: cli.databasePath)
+        try queue.write { db in
+            try db.execute(sql: "CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT); INSERT INTO users (name) VALUES ('x')")
+        }
+        try queue.close()
+        let before = try Data(contentsOf: URL(fileURLWithPath: cli.databasePath))
+        for command in [["status"], ["send"], ["serve", "--port", "0"]] {
+            let result = try cli.runExpectingExit(command)
+            #expect(result.status == 65, "\(command): \(result.stderr)")
+            #expect(result.stderr.contains("belongs to another program") && result.stderr.contains("users"), "\(result.stderr)")
+            #expect(!result.stderr.contains("SELECT") && !result.stderr.contains("CREATE"))
+        }
+        #expect(try Data(contentsOf: URL(fileURLWithPath: cli.databasePath)) == before)
+        #expect(!FileManager.default.fileExists(atPath: cli.databasePath + "-wal"))
+    }
+
+    @Test("A database from a newer version is refused with one sentence (exit 65); Litestream's tables are welcome")
+    func newerOrReplicatedDatabase() throws {
+        let cli = try CLIHarness()
+        defer { cli.cleanUp() }
+        _ = try AppDatabase.open(path: cli.databasePath)
+        let queue = try DatabaseQueue(path: cli.databasePath)
+        try queue.write { db in
+            try db.execute(sql: "CREATE TABLE _litestream_seq (id INTEGER PRIMARY KEY, seq INTEGER)")
+        }
+        #expect(try cli.run("status").status == 0)
+        try queue.write { db in try db.execute(sql: "INSERT INTO grdb_migrations (identifier) VALUES ('v99: from the future')") }
+        try queue.close()
+        let result = try cli.run("status")
+        #expect(result.status == 65)
+        #expect(result.stderr.contains("newer version") && result.stderr.contains("v99: from the future"), "\(result.stderr)")
+    }
+
+    @Test("serve refuses a damaged file at start (quick_check), and no command prints SQL for one: exit 65")
+    func damagedDatabase() throws {
+        let cli = try CLIHarness()
+        defer { cli.cleanUp() }
+        try cli.addConfirmed((1...300).map { "person\($0)@example.com" })
+        // Fold the WAL into the file, then overwrite pages in its middle, as a failing disk would.
+        let queue = try DatabaseQueue(path: cli.databasePath)
+        try queue.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA wal_checkpoint(TRUNCATE)") }
+        try queue.close()
+        let handle = try FileHandle(forUpdating: URL(fileURLWithPath: cli.databasePath))
+        let length = try handle.seekToEnd()
+        try handle.seek(toOffset: 4096 * 3)
+        try handle.write(contentsOf: Data(repeating: 0xA5, count: Int(min(length - 4096 * 3, 4096 * 6))))
+        try handle.close()
+        let served = try cli.runExpectingExit(["serve", "--port", "0"])
+        #expect(served.status == 65, "\(served.stderr)")
+        #expect(served.stderr.contains("damaged"), "\(served.stderr)")
+        let status = try cli.run("status")
+        #expect([65, 0].contains(status.status), "\(status.stderr)")
+        #expect(!status.stderr.contains("SELECT"), "\(status.stderr)")
     }
 
     @Test("course add, list and edit manage courses")

@@ -15,11 +15,17 @@ public struct AppDatabase: Sendable {
 
     /// Opens (creating and migrating if needed) the SQLite file at `path` in WAL mode, so that the
     /// server and the command line can use it at the same time.
+    ///
+    /// An existing file is looked at first (``inspect(path:)``): another program's file, a damaged
+    /// one or one of a newer version is refused and left as it was.
     public static func open(path: String) throws(WaitlistError) -> AppDatabase {
+        try inspect(path: path)
         do {
             let directory = URL(fileURLWithPath: path).deletingLastPathComponent().path
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
             return try AppDatabase(DatabasePool(path: path, configuration: makeConfiguration()))
+        } catch let error as DatabaseError where [.SQLITE_NOTADB, .SQLITE_CORRUPT].contains(error.resultCode) {
+            throw WaitlistError(.data, "The database \(path) is damaged: \(Self.describe(error)). Restore it from a backup.")
         } catch {
             throw WaitlistError(.unavailable, "Cannot open the database \(path): \(Self.describe(error)).")
         }
