@@ -268,11 +268,16 @@ extension AppDatabase {
     // MARK: - What is left
 
     /// Whether any queued message is due now: what an idle sender asks every second, through the
-    /// index of queued rows, without counting them.
+    /// index of queued rows, without counting them. A message recorded sent is not due, as in
+    /// ``backlog(now:)``.
     public func hasDueMail(now: Date = Date()) throws -> Bool {
         try writer.read { db in
             try Bool.fetchOne(
-                db, sql: "SELECT EXISTS (SELECT 1 FROM outbox WHERE state = 'queued' AND nextAttemptAt <= ?)", arguments: [now]) ?? false
+                db,
+                sql: """
+                    SELECT EXISTS (
+                        SELECT 1 FROM outbox WHERE state = 'queued' AND nextAttemptAt <= ? AND id NOT IN (SELECT outboxId FROM outbox_sent))
+                    """, arguments: [now]) ?? false
         }
     }
 

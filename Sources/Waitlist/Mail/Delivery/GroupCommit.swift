@@ -14,8 +14,8 @@ import Foundation
 /// began one as soon as an item came wrote groups of 1.6 items on average, while the lanes spent a
 /// third of their time waiting for it. So the writer may gather: it begins a transaction once
 /// ``fullGroup`` items wait, or someone waits for one of them, or the first has waited
-/// ``longestGathering``. A sender's lanes hold at most one unwritten mark each, so its full group is
-/// one mark per lane.
+/// ``longestGathering``. A sender's lanes hold at most one unwritten record each, so its full group
+/// is one record per lane.
 ///
 /// The writer thread starts with the first item and ends after a second without any.
 final class GroupCommit<Item>: @unchecked Sendable {
