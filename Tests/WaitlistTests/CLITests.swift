@@ -419,11 +419,31 @@ struct CLITests {
         #expect(try cli.run("course", "add", "pricing", "--title", "again").status == 65)
         #expect(try cli.run("course", "edit", "pricing", "--url", enrol, "--title", "Цены").status == 0)
         let list = try cli.run("course", "list")
-        #expect(list.stdout.contains("negotiation\tПереговоры и отношения с клиентами\twaiting"))
-        #expect(list.stdout.contains("pricing\tЦены\twaiting\t\(enrol)"))
+        #expect(list.stdout.contains("negotiation\tПереговоры и отношения с клиентами\tNegotiation and client relations\twaiting"))
+        #expect(list.stdout.contains("pricing\tЦены\t-\twaiting\t\(enrol)"))
         let ambiguous = try cli.run("close")
         #expect(ambiguous.status == 64)
         #expect(ambiguous.stderr.contains("--course"))
+    }
+
+    @Test("course add and edit take English titles and descriptions in both languages; list shows both titles")
+    func coursesInBothLanguages() throws {
+        let cli = try CLIHarness()
+        defer { cli.cleanUp() }
+        let added = try cli.run(
+            "course", "add", "pricing", "--title", "Ценообразование", "--title-en", "Pricing", "--about", "Как назначать цену.",
+            "--about-en", "How to set a price.")
+        #expect(added.status == 0, "\(added.stderr)")
+        #expect(try cli.run("course", "list").stdout.contains("pricing\tЦенообразование\tPricing\twaiting\t-"))
+        let edited = try cli.run("course", "edit", "pricing", "--title-en", "Setting prices")
+        #expect(edited.status == 0, "\(edited.stderr)")
+        #expect(try cli.run("course", "list").stdout.contains("pricing\tЦенообразование\tSetting prices\twaiting"))
+        #expect(try cli.run("course", "edit", "pricing", "--title-en", "").status == 0)
+        #expect(try cli.run("course", "list").stdout.contains("pricing\tЦенообразование\t-\twaiting"))
+        let tooLong = try cli.run("course", "edit", "pricing", "--about-en", String(repeating: "x", count: 1001))
+        #expect(tooLong.status == 65)
+        #expect(tooLong.stderr.contains("at most 1000 characters"), "\(tooLong.stderr)")
+        #expect(try cli.run("course", "edit", "pricing").status == 64)
     }
 
     @Test("export writes confirmed subscribers with their consent record; forget erases an address")

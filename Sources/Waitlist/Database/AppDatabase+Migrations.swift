@@ -197,6 +197,19 @@ extension AppDatabase {
             }
         }
 
+        migrator.registerMigration("v10: course titles and descriptions in English") { db in
+            try db.execute(
+                sql: """
+                    ALTER TABLE course ADD COLUMN titleEn TEXT CHECK (titleEn IS NULL OR length(titleEn) BETWEEN 1 AND 200);
+                    ALTER TABLE course ADD COLUMN about TEXT CHECK (about IS NULL OR length(about) BETWEEN 1 AND 1000);
+                    ALTER TABLE course ADD COLUMN aboutEn TEXT CHECK (aboutEn IS NULL OR length(aboutEn) BETWEEN 1 AND 1000);
+                    """)
+            // The course every database started with gets its English title, unless it was renamed.
+            try db.execute(
+                sql: "UPDATE course SET titleEn = ? WHERE id = (SELECT min(id) FROM course) AND title = ?",
+                arguments: [Course.defaultEnglishTitle, Course.defaultTitle])
+        }
+
         return migrator
     }
 }

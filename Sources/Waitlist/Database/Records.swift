@@ -7,13 +7,38 @@ public struct Course: Codable, Sendable, Equatable, FetchableRecord, MutablePers
     /// The course every fresh database holds.
     public static let defaultSlug = "negotiation"
     public static let defaultTitle = "Переговоры и отношения с клиентами"
+    /// The default course's title in English.
+    public static let defaultEnglishTitle = "Negotiation and client relations"
 
     public var id: Int64?
     public var slug: String
+    /// The title in Russian, the one every course has.
     public var title: String
     /// Where people enrol, used by `open` when no `--url` is given.
     public var enrolURL: String?
     public var createdAt: Date
+    /// The title in English; `nil`: English pages and mails show the Russian one.
+    public var titleEn: String? = nil
+    /// A short description in Russian, shown on the course page; `nil`: none.
+    public var about: String? = nil
+    /// The description in English; `nil`: English pages show the Russian one, if any.
+    public var aboutEn: String? = nil
+
+    /// The title a page or mail in `language` shows: the English one where given, else the Russian.
+    public func title(in language: Language) -> String {
+        switch language {
+        case .ru: title
+        case .en: titleEn ?? title
+        }
+    }
+
+    /// The description a page in `language` shows, falling back to the Russian one; `nil`: none at all.
+    public func about(in language: Language) -> String? {
+        switch language {
+        case .ru: about
+        case .en: aboutEn ?? about
+        }
+    }
 
     public enum Columns {
         static let id = Column(CodingKeys.id)

@@ -27,9 +27,9 @@ struct CoursePageController: Sendable {
         }
         let query = language == .ru ? "" : "?lang=\(language.rawValue)"
         return pages.page(
-            "courses", language: language, title: Strings.table(language)["coursesTitle"]!,
-            context: ["courses": courses.map { ["slug": $0.slug, "title": $0.title, "query": query] }],
-            languageSwitch: "/?lang=\(Strings.table(language)["otherLang"]!)")
+            "courses", language: language, title: PageWords.of(language).coursesTitle,
+            context: ["courses": courses.map { Self.words(of: $0, in: language).merging(["query": query]) { $1 } }],
+            languageSwitch: "/?lang=\(PageWords.of(language).otherLang)")
     }
 
     @Sendable func coursePage(request: Request, context: AppRequestContext) async throws -> Response {
@@ -41,10 +41,10 @@ struct CoursePageController: Sendable {
     @Sendable func checkInbox(request: Request, context: AppRequestContext) async throws -> Response {
         let course = try database.resolveCourse(slug: try context.parameters.require("slug"))
         let language = request.preferredLanguage
-        let words = Strings.table(language)
+        let words = PageWords.of(language)
         return pages.message(
-            language: language, heading: words["checkInboxTitle"]!, text: words["checkInboxText"]!, courseTitle: course.title,
-            hint: words["checkInboxHint"]!, link: (href: coursePath(course, language), label: words["backToCourse"]!))
+            language: language, heading: words.checkInboxTitle, text: words.checkInboxText, courseTitle: course.title(in: language),
+            hint: words.checkInboxHint, link: (href: coursePath(course, language), label: words.backToCourse))
     }
 
     /// The course page, optionally re-shown with the address typed and an error about it.
@@ -52,7 +52,7 @@ struct CoursePageController: Sendable {
         course: Course, language: Language, switchPath: String, status: HTTPResponse.Status = .ok, email: String? = nil,
         error: String? = nil, notice: String? = nil
     ) throws -> Response {
-        var context: [String: Any] = ["course": ["slug": course.slug, "title": course.title]]
+        var context: [String: Any] = ["course": Self.words(of: course, in: language)]
         if let opening = try database.currentOpening(courseId: course.id!) {
             context["opening"] = ["date": MailComposer.humanDate(opening.date, language: language), "enrolURL": opening.enrolURL]
         }
@@ -61,13 +61,20 @@ struct CoursePageController: Sendable {
         if let error { context["error"] = error }
         if let notice { context["notice"] = notice }
         if let privacyURL { context["privacyURL"] = privacyURL }
-        let other = Strings.table(language)["otherLang"]!
+        let other = PageWords.of(language).otherLang
         var response = pages.page(
-            "course", language: language, title: course.title, status: status, context: context,
+            "course", language: language, title: course.title(in: language), status: status, context: context,
             languageSwitch: "\(switchPath)?lang=\(other)")
         // The form's post then carries this page's origin (under `no-referrer` browsers send `Origin: null`).
         response.headers[.referrerPolicy] = "same-origin"
         return response
+    }
+
+    /// What the templates show of a course in a language: its slug, title and description, if any.
+    static func words(of course: Course, in language: Language) -> [String: String] {
+        var words = ["slug": course.slug, "title": course.title(in: language)]
+        if let about = course.about(in: language) { words["about"] = about }
+        return words
     }
 }
 

@@ -16,7 +16,7 @@ public struct Pages: Sendable {
         languageSwitch: String? = nil
     ) -> Response {
         var context = context
-        context["t"] = Strings.table(language)
+        context["t"] = PageWords.templateContext(language)
         context["pageTitle"] = title
         if let languageSwitch { context["languageSwitch"] = languageSwitch }
         let html = templates.render(template, context)
@@ -39,15 +39,15 @@ public struct Pages: Sendable {
 
     /// The page for an error status, in the visitor's language.
     func error(_ status: HTTPResponse.Status, language: Language, detail: String? = nil) -> Response {
-        let words = Strings.table(language)
+        let words = PageWords.of(language)
         let (heading, text): (String, String) =
             switch status.code {
-            case 404: (words["notFoundTitle"]!, words["notFoundText"]!)
-            case 413: (words["errorTitle"]!, words["tooLargeText"]!)
-            case 429: (words["tooManyTitle"]!, words["tooManyText"]!)
-            case 400..<500: (words["errorTitle"]!, detail ?? words["badRequestText"]!)
-            default: (words["errorTitle"]!, words["serverErrorText"]!)
+            case 404: (words.notFoundTitle, words.notFoundText)
+            case 413: (words.errorTitle, words.tooLargeText)
+            case 429: (words.tooManyTitle, words.tooManyText)
+            case 400..<500: (words.errorTitle, detail ?? words.badRequestText)
+            default: (words.errorTitle, words.serverErrorText)
             }
-        return message(language: language, status: status, heading: heading, text: text, link: (href: "/", label: words["backToCourse"]!))
+        return message(language: language, status: status, heading: heading, text: text, link: (href: "/", label: words.backToCourse))
     }
 }

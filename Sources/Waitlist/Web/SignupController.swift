@@ -58,7 +58,7 @@ struct SignupController: Sendable {
         do {
             address = try EmailAddress(email)
         } catch {
-            let message = Strings.table(language)["invalid_email.\(error.code)"]!
+            let message = PageWords.of(language).invalidEmail.message(for: error)
             return try coursePages.render(
                 course: course, language: language, switchPath: "/courses/\(course.slug)", status: .unprocessableContent,
                 email: String(email.prefix(254)), error: message)
@@ -75,7 +75,7 @@ struct SignupController: Sendable {
             // A tab left open for hours: the form again, with its address, and a word to send it once more.
             return try coursePages.render(
                 course: course, language: language, switchPath: "/courses/\(course.slug)", email: String(email.prefix(254)),
-                notice: Strings.table(language)["staleForm"]!)
+                notice: PageWords.of(language).staleForm)
         }
         // A bot fills the hidden field, submits faster than a person can, or sends one stamp again;
         // it gets the same answer and no mail.
@@ -149,9 +149,9 @@ struct SignupController: Sendable {
         do {
             return try database.resolveCourse(slug: slug)
         } catch let error as WaitlistError where error.kind == .notFound {
-            throw HTTPError(.notFound, message: Strings.table(language)["noSuchCourse"]!)
+            throw HTTPError(.notFound, message: PageWords.of(language).noSuchCourse)
         } catch let error as WaitlistError where error.kind == .usage {
-            throw HTTPError(.badRequest, message: Strings.table(language)["chooseCourse"]!)
+            throw HTTPError(.badRequest, message: PageWords.of(language).chooseCourse)
         }
     }
 

@@ -28,15 +28,15 @@ struct TokenPagesController: Sendable {
         switch try database.lookUp(token, purpose: .confirm, now: now()) {
         case .alreadyDone(let subscriber, let course): return alreadyConfirmed(subscriber, course)
         case .valid(let subscriber, let course):
-            let words = Strings.table(subscriber.language)
+            let words = PageWords.of(subscriber.language)
             // Right after the mail went out, whoever opens the link is most likely a mail scanner: the button only.
             let mailedAt = try database.confirmationMailedAt(token)
             let autoSubmit = mailedAt.map { now().timeIntervalSince($0) >= Self.scannerWindow } ?? true
             return pages.page(
-                "token-action", language: subscriber.language, title: words["confirmTitle"]!,
+                "token-action", language: subscriber.language, title: words.confirmTitle,
                 context: [
-                    "heading": words["confirmTitle"]!, "text": words["confirmText"]!, "courseTitle": course.title,
-                    "action": "/confirm/\(token.value)", "button": words["confirmButton"]!, "autoSubmit": autoSubmit,
+                    "heading": words.confirmTitle, "text": words.confirmText, "courseTitle": course.title(in: subscriber.language),
+                    "action": "/confirm/\(token.value)", "button": words.confirmButton, "autoSubmit": autoSubmit,
                 ])
         case .expired(let course): return expiredLink(course, language)
         case .unknown: return unknownLink(language)
@@ -51,9 +51,10 @@ struct TokenPagesController: Sendable {
         )
         switch try database.confirm(token, client: client, now: now()) {
         case .valid(let subscriber, let course):
-            let words = Strings.table(subscriber.language)
+            let words = PageWords.of(subscriber.language)
             return pages.message(
-                language: subscriber.language, heading: words["confirmedTitle"]!, text: words["confirmedText"]!, courseTitle: course.title)
+                language: subscriber.language, heading: words.confirmedTitle, text: words.confirmedText,
+                courseTitle: course.title(in: subscriber.language))
         case .alreadyDone(let subscriber, let course): return alreadyConfirmed(subscriber, course)
         case .expired(let course): return expiredLink(course, language)
         case .unknown: return unknownLink(language)
@@ -67,17 +68,17 @@ struct TokenPagesController: Sendable {
         guard let token = token(in: context) else { return unknownLink(language) }
         switch try database.lookUp(token, purpose: .unsubscribe, now: now()) {
         case .valid(let subscriber, let course):
-            let words = Strings.table(subscriber.language)
+            let words = PageWords.of(subscriber.language)
             if subscriber.status == .unsubscribed {
                 return pages.message(
-                    language: subscriber.language, heading: words["unsubscribedTitle"]!, text: words["unsubscribedText"]!,
-                    courseTitle: course.title)
+                    language: subscriber.language, heading: words.unsubscribedTitle, text: words.unsubscribedText,
+                    courseTitle: course.title(in: subscriber.language))
             }
             return pages.page(
-                "token-action", language: subscriber.language, title: words["unsubscribeTitle"]!,
+                "token-action", language: subscriber.language, title: words.unsubscribeTitle,
                 context: [
-                    "heading": words["unsubscribeTitle"]!, "text": words["unsubscribeText"]!, "courseTitle": course.title,
-                    "action": "/unsubscribe/\(token.value)", "button": words["unsubscribeButton"]!,
+                    "heading": words.unsubscribeTitle, "text": words.unsubscribeText, "courseTitle": course.title(in: subscriber.language),
+                    "action": "/unsubscribe/\(token.value)", "button": words.unsubscribeButton,
                 ])
         case .alreadyDone, .expired, .unknown: return unknownLink(language)
         }
@@ -89,10 +90,10 @@ struct TokenPagesController: Sendable {
         guard let token = token(in: context) else { return unknownLink(language) }
         switch try database.unsubscribe(token, now: now()) {
         case .valid(let subscriber, let course):
-            let words = Strings.table(subscriber.language)
+            let words = PageWords.of(subscriber.language)
             return pages.message(
-                language: subscriber.language, heading: words["unsubscribedTitle"]!, text: words["unsubscribedText"]!,
-                courseTitle: course.title)
+                language: subscriber.language, heading: words.unsubscribedTitle, text: words.unsubscribedText,
+                courseTitle: course.title(in: subscriber.language))
         case .alreadyDone, .expired, .unknown: return unknownLink(language)
         }
     }
@@ -101,10 +102,10 @@ struct TokenPagesController: Sendable {
 
     /// `200`: the link did what it does before, and changes nothing now.
     private func alreadyConfirmed(_ subscriber: Subscriber, _ course: Course) -> Response {
-        let words = Strings.table(subscriber.language)
+        let words = PageWords.of(subscriber.language)
         return pages.message(
-            language: subscriber.language, heading: words["confirmedTitle"]!, text: words["alreadyConfirmedText"]!,
-            courseTitle: course.title)
+            language: subscriber.language, heading: words.confirmedTitle, text: words.alreadyConfirmedText,
+            courseTitle: course.title(in: subscriber.language))
     }
 
     private func token(in context: AppRequestContext) -> Token? {
@@ -112,16 +113,17 @@ struct TokenPagesController: Sendable {
     }
 
     private func unknownLink(_ language: Language) -> Response {
-        let words = Strings.table(language)
+        let words = PageWords.of(language)
         return pages.message(
-            language: language, status: .notFound, heading: words["unknownLinkTitle"]!, text: words["unknownLinkText"]!,
-            link: (href: "/", label: words["signUpAgain"]!))
+            language: language, status: .notFound, heading: words.unknownLinkTitle, text: words.unknownLinkText,
+            link: (href: "/", label: words.signUpAgain))
     }
 
     private func expiredLink(_ course: Course, _ language: Language) -> Response {
-        let words = Strings.table(language)
+        let words = PageWords.of(language)
         return pages.message(
-            language: language, status: .gone, heading: words["expiredTitle"]!, text: words["expiredText"]!, courseTitle: course.title,
-            link: (href: coursePath(course, language), label: words["signUpAgain"]!))
+            language: language, status: .gone, heading: words.expiredTitle, text: words.expiredText,
+            courseTitle: course.title(in: language),
+            link: (href: coursePath(course, language), label: words.signUpAgain))
     }
 }

@@ -45,7 +45,8 @@ public struct MailComposer: Sendable {
     /// The template of a delivery's mail, made on first use; `nil` when none can be made.
     func template(for delivery: Delivery) -> MessageTemplate? {
         let key = TemplateKey(
-            kind: delivery.kind, language: delivery.language, courseId: delivery.course.id, course: delivery.course.title,
+            kind: delivery.kind, language: delivery.language, courseId: delivery.course.id,
+            course: delivery.course.title(in: delivery.language),
             openingId: delivery.opening?.id, date: delivery.opening?.date, enrolURL: delivery.opening?.enrolURL)
         return messageTemplates.value(for: key) {
             MessageTemplate(hasConfirmLink: delivery.confirmToken != nil) { parts in
@@ -90,15 +91,12 @@ public struct MailComposer: Sendable {
         let unsubscribe = unsubscribeURL(delivery.unsubscribeToken)
         let subject: String
         let template: String
-        var context: [String: Any] = ["course": delivery.course.title]
+        let title = delivery.course.title(in: language)
+        var context: [String: Any] = ["course": title]
         switch delivery.kind {
         case .confirmation:
             template = "confirmation"
-            subject =
-                switch language {
-                case .ru: "Подтвердите подписку на курс «\(delivery.course.title)»"
-                case .en: "Please confirm: news of “\(delivery.course.title)”"
-                }
+            subject = MailWords.of(language).confirmationSubject(title)
         case .announcement:
             let date =
                 delivery.opening.map { opening in
@@ -107,11 +105,7 @@ public struct MailComposer: Sendable {
             context["date"] = date
             context["enrolURL"] = delivery.opening?.enrolURL ?? baseURL
             template = "announcement"
-            subject =
-                switch language {
-                case .ru: "Открыта запись на курс «\(delivery.course.title)»: старт \(date)"
-                case .en: "Enrolment is open: “\(delivery.course.title)” starts \(date)"
-                }
+            subject = MailWords.of(language).announcementSubject(title, date)
         }
         // The bodies are the same for every recipient but for the links' tokens: render each
         // template once with stand-ins for the tokens, then put each recipient's tokens in.
@@ -154,7 +148,7 @@ public struct MailComposer: Sendable {
     /// The message `waitlist test-mail` sends.
     public func testMessage(to address: EmailAddress, now: Date = Date()) -> MailMessage {
         MailMessage(
-            from: from, to: Mailbox(address: address.value), subject: "Waitlist: test message / проверка почты",
+            from: from, to: Mailbox(address: address.value), subject: MailWords.testSubject,
             text: templates.render("mail/test.en.txt", ["baseURL": baseURL]),
             messageID: "\(MIMERenderer.makeMessageIDDigits())@\(messageIDDomain)", date: now)
     }
