@@ -54,8 +54,11 @@ let package = Package(
                 .product(name: "HTTPTypes", package: "swift-http-types"),
             ],
             resources: [.copy("Resources/Templates")],
-            swiftSettings: swiftSettings
+            swiftSettings: swiftSettings,
+            // Public/ goes into the same bundle as Public/, so the binary serves it wherever it runs.
+            plugins: ["BundlePublicFiles"]
         ),
+        .plugin(name: "BundlePublicFiles", capability: .buildTool()),
         .executableTarget(
             name: "WaitlistCLI",
             dependencies: [

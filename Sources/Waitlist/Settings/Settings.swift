@@ -35,8 +35,9 @@ public struct Settings: Sendable {
     public var metricsAddress: (host: String, port: Int)?
     /// The log level (`WAITLIST_LOG_LEVEL`).
     public var logLevel: Logger.Level
-    /// The folder of static files: styles, scripts, icons (`WAITLIST_PUBLIC_DIR`).
-    public var publicDirectory: String
+    /// A folder of static files (styles, scripts, icons) to serve instead of the built-in ones
+    /// (`WAITLIST_PUBLIC_DIR`); `nil`: the copy of `Public/` in the resource bundle.
+    public var publicDirectory: String?
 
     /// Settings with every default of the contract.
     public init() {
@@ -54,7 +55,7 @@ public struct Settings: Sendable {
         self.metricsAddress = nil
         self.privacyURL = nil
         self.logLevel = .info
-        self.publicDirectory = "Public"
+        self.publicDirectory = nil
     }
 
     /// Reads the settings from environment variables, keeping the default for each one unset or empty.

@@ -57,13 +57,14 @@ public func buildRouter(_ dependencies: AppDependencies) throws -> Router<AppReq
     let pages = Pages(templates: dependencies.templates)
     let database = dependencies.database
     let clientAddresses = ClientAddressResolver(trustedProxies: dependencies.settings.trustedProxies)
+    let publicDirectory = try dependencies.settings.publicDirectory ?? BuiltInFiles.directory()
     router.addMiddleware {
         HeadWithoutBodyMiddleware()
         LogRequestsMiddleware(.debug)
         MetricsMiddleware()
         SecurityHeadersMiddleware(isHTTPS: dependencies.settings.baseURL.lowercased().hasPrefix("https://"))
         ErrorPageMiddleware(pages: pages)
-        StaticFilesMiddleware(directory: dependencies.settings.publicDirectory)
+        StaticFilesMiddleware(directory: publicDirectory)
     }
     let settings = dependencies.settings
     let coursePages = CoursePageController(
