@@ -3,7 +3,7 @@
 
 SWIFT ?= swift
 
-.PHONY: run test build release lint format bench clean
+.PHONY: run test build release install install-built lint format bench clean
 
 ## Build and serve http://127.0.0.1:8080 (mail goes to mail/*.eml unless WAITLIST_SMTP_URL is set).
 run:
@@ -27,6 +27,24 @@ build:
 release:
 	@scripts/install-deps
 	$(SWIFT) build -c release --product waitlist
+
+## `make install PREFIX=/usr/local`: the release build, installed as PREFIX/lib/waitlist/waitlist with its
+## resource bundle (templates, styles, scripts, icons) beside it, and PREFIX/bin/waitlist linking to it.
+PREFIX ?= /usr/local
+BUILD ?= .build/release
+
+install: release
+	@$(MAKE) --no-print-directory install-built BUILD=.build/release
+
+## Installs a binary already built in BUILD (the release build by default) into PREFIX, as `install` does.
+install-built:
+	test -x $(BUILD)/waitlist && test -d $(BUILD)/waitlist_Waitlist.resources
+	install -d $(DESTDIR)$(PREFIX)/lib/waitlist $(DESTDIR)$(PREFIX)/bin
+	install -m 0755 $(BUILD)/waitlist $(DESTDIR)$(PREFIX)/lib/waitlist/waitlist
+	rm -rf $(DESTDIR)$(PREFIX)/lib/waitlist/waitlist_Waitlist.resources
+	cp -R $(BUILD)/waitlist_Waitlist.resources $(DESTDIR)$(PREFIX)/lib/waitlist/
+	chmod -R u=rwX,go=rX $(DESTDIR)$(PREFIX)/lib/waitlist/waitlist_Waitlist.resources
+	ln -sfn ../lib/waitlist/waitlist $(DESTDIR)$(PREFIX)/bin/waitlist
 
 lint:
 	$(SWIFT) format lint --recursive --strict Package.swift Sources Tests
