@@ -46,9 +46,10 @@ class ServerDied(AssertionError):
 
 
 class Server:
-    """One `waitlist serve` process with its own database and mail directory."""
+    """One `waitlist serve` process with its own database and mail directory (and any further
+    `settings`, which win over the defaults here)."""
 
-    def __init__(self, directory: Path, rate_limit: str):
+    def __init__(self, directory: Path, rate_limit: str, settings: dict[str, str] | None = None):
         self.directory = directory
         self.mail_dir = directory / "mail"
         self.log_path = directory / "server.log"
@@ -62,7 +63,7 @@ class Server:
             "WAITLIST_SIGNUP_RATE_LIMIT": rate_limit,
             # The address browsers see the pages at: the form's posts carry it as their origin.
             "WAITLIST_BASE_URL": f"http://127.0.0.1:{self.port}",
-        }
+        } | (settings or {})
         self.log = open(self.log_path, "wb")
         self.process = subprocess.Popen(
             [str(waitlist_binary()), "serve", "--hostname", "127.0.0.1", "--port", str(self.port)],
