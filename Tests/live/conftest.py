@@ -48,12 +48,12 @@ class ServerDied(AssertionError):
 class Server:
     """One `waitlist serve` process with its own database and mail directory."""
 
-    def __init__(self, directory: Path, rate_limit: str):
+    def __init__(self, directory: Path, rate_limit: str, environment: dict | None = None):
         self.directory = directory
         self.mail_dir = directory / "mail"
         self.log_path = directory / "server.log"
         self.port = free_port()
-        environment = {
+        settings = {
             key: value for key, value in os.environ.items() if not key.startswith("WAITLIST_")
         } | {
             "WAITLIST_DATABASE": str(directory / "w.sqlite"),
@@ -62,11 +62,11 @@ class Server:
             "WAITLIST_SIGNUP_RATE_LIMIT": rate_limit,
             # The address browsers see the pages at: the form's posts carry it as their origin.
             "WAITLIST_BASE_URL": f"http://127.0.0.1:{self.port}",
-        }
+        } | (environment or {})
         self.log = open(self.log_path, "wb")
         self.process = subprocess.Popen(
             [str(waitlist_binary()), "serve", "--hostname", "127.0.0.1", "--port", str(self.port)],
-            cwd=REPO_ROOT, env=environment, stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT,
+            cwd=REPO_ROOT, env=settings, stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT,
         )
         self._wait_until_healthy(timeout=60)
 
@@ -196,12 +196,12 @@ def statuses(reply: bytes) -> list[int]:
 
 @pytest.fixture
 def start_server(tmp_path_factory):
-    """Starts servers for one test (`start_server(rate_limit="20/h")`) and stops them after it;
-    a server that died during the test fails it."""
+    """Starts servers for one test (`start_server(rate_limit="20/h")`, with more settings in
+    `environment`) and stops them after it; a server that died during the test fails it."""
     started: list[Server] = []
 
-    def start(rate_limit: str = "20/h") -> Server:
-        server = Server(tmp_path_factory.mktemp("waitlist"), rate_limit)
+    def start(rate_limit: str = "20/h", environment: dict | None = None) -> Server:
+        server = Server(tmp_path_factory.mktemp("waitlist"), rate_limit, environment)
         started.append(server)
         return server
 
