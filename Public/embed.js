@@ -28,7 +28,7 @@
     frame.style.display = "block";
     frame.style.width = "100%";
     frame.style.border = "0";
-    frame.style.height = "22rem";
+    frame.style.height = "10rem";
     script.parentNode.insertBefore(frame, script.nextSibling);
 
     window.addEventListener("message", function (event) {
