@@ -30,7 +30,7 @@ def run_schemathesis(base_url: str, report: Path, *extra: str) -> subprocess.Com
          "--checks", CHECKS, "--phases", "examples,coverage,fuzzing", "--max-examples", "40", "--seed", "20261201",
          "--workers", "1", "--request-timeout", "15", "--no-color", "--report", "junit",
          "--report-junit-path", str(report), *extra],
-        capture_output=True, text=True, timeout=240,
+        capture_output=True, text=True, timeout=240, cwd=report.parent,
     )
 
 
