@@ -197,12 +197,12 @@ def statuses(reply: bytes) -> list[int]:
 
 @pytest.fixture
 def start_server(tmp_path_factory):
-    """Starts servers for one test (`start_server(rate_limit="20/h")`) and stops them after it;
-    a server that died during the test fails it."""
+    """Starts servers for one test (`start_server(rate_limit="20/h")`, with more settings in
+    `environment`) and stops them after it; a server that died during the test fails it."""
     started: list[Server] = []
 
-    def start(rate_limit: str = "20/h") -> Server:
-        server = Server(tmp_path_factory.mktemp("waitlist"), rate_limit)
+    def start(rate_limit: str = "20/h", environment: dict | None = None) -> Server:
+        server = Server(tmp_path_factory.mktemp("waitlist"), rate_limit, environment)
         started.append(server)
         return server
 

@@ -98,7 +98,14 @@ public struct Settings: Sendable {
             signupRateLimit = try Rate.parse(limit, variable: "WAITLIST_SIGNUP_RATE_LIMIT")
         }
         if let proxies = value("WAITLIST_TRUSTED_PROXIES") { trustedProxies = Self.list(proxies) }
-        if let origins = value("WAITLIST_ALLOWED_ORIGINS") { allowedOrigins = Self.list(origins) }
+        if let origins = value("WAITLIST_ALLOWED_ORIGINS") {
+            allowedOrigins = Self.list(origins)
+            if let bad = allowedOrigins.first(where: { !Self.isOrigin($0) }) {
+                throw SettingsError(
+                    variable: "WAITLIST_ALLOWED_ORIGINS",
+                    message: "must list origins such as `https://school.example` (scheme, host, optional port; no path), not `\(bad)`")
+            }
+        }
         if let concurrency = value("WAITLIST_SEND_CONCURRENCY") {
             guard let count = Int(concurrency), (1...64).contains(count) else {
                 throw SettingsError(variable: "WAITLIST_SEND_CONCURRENCY", message: "must be a whole number from 1 to 64")

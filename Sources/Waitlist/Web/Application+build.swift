@@ -62,7 +62,9 @@ public func buildRouter(_ dependencies: AppDependencies) throws -> Router<AppReq
         HeadWithoutBodyMiddleware()
         LogRequestsMiddleware(.debug)
         MetricsMiddleware()
-        SecurityHeadersMiddleware(isHTTPS: dependencies.settings.baseURL.lowercased().hasPrefix("https://"))
+        SecurityHeadersMiddleware(
+            isHTTPS: dependencies.settings.baseURL.lowercased().hasPrefix("https://"),
+            framing: EmbedFraming(allowedOrigins: dependencies.settings.allowedOrigins))
         ErrorPageMiddleware(pages: pages)
         StaticFilesMiddleware(directory: publicDirectory)
     }
@@ -71,12 +73,13 @@ public func buildRouter(_ dependencies: AppDependencies) throws -> Router<AppReq
         database: database, pages: pages, formStamp: FormStamp(key: try database.secret(named: "signup-form-stamp")),
         privacyURL: dependencies.settings.privacyURL, now: dependencies.now)
     coursePages.addRoutes(to: router)
-    SignupController(
+    let signups = SignupController(
         database: database, coursePages: coursePages, clientAddresses: clientAddresses,
         rateLimiter: settings.signupRateLimit.map { SignupRateLimiter(rate: $0) }, formStamp: coursePages.formStamp,
         origins: OriginPolicy(baseURL: settings.baseURL, allowedOrigins: settings.allowedOrigins), mailQueued: dependencies.mailQueued,
-        now: dependencies.now
-    ).addRoutes(to: router)
+        now: dependencies.now)
+    signups.addRoutes(to: router)
+    EmbedController(coursePages: coursePages, signups: signups).addRoutes(to: router)
     TokenPagesController(database: database, pages: pages, clientAddresses: clientAddresses, now: dependencies.now).addRoutes(to: router)
     OperationsController(database: database).addRoutes(to: router)
     return router

@@ -40,19 +40,28 @@ struct CoursePageController: Sendable {
     /// The "check your inbox" page a form signup is sent to.
     @Sendable func checkInbox(request: Request, context: AppRequestContext) async throws -> Response {
         let course = try database.resolveCourse(slug: try context.parameters.require("slug"))
-        let language = request.preferredLanguage
-        let words = PageWords.of(language)
-        return pages.message(
-            language: language, heading: words.checkInboxTitle, text: words.checkInboxText, courseTitle: course.title(in: language),
-            hint: words.checkInboxHint, link: (href: coursePath(course, language), label: words.backToCourse))
+        return checkInboxPage(course: course, language: request.preferredLanguage)
     }
 
-    /// The course page, optionally re-shown with the address typed and an error about it.
+    /// "Check your inbox", with a way back to the form; `framed`, inside the embed.
+    func checkInboxPage(course: Course, language: Language, framed: Bool = false) -> Response {
+        let words = PageWords.of(language)
+        let back = framed ? embedPath(course, language) : coursePath(course, language)
+        return pages.message(
+            language: language, heading: words.checkInboxTitle, text: words.checkInboxText, courseTitle: course.title(in: language),
+            hint: words.checkInboxHint, link: (href: back, label: words.backToCourse), framed: framed)
+    }
+
+    /// The course page, optionally re-shown with the address typed and an error about it; `framed`,
+    /// the embed's version: the form alone, posting to `/embed/{slug}`, links opening a new tab.
     func render(
         course: Course, language: Language, switchPath: String, status: HTTPResponse.Status = .ok, email: String? = nil,
-        error: String? = nil, notice: String? = nil
+        error: String? = nil, notice: String? = nil, framed: Bool = false
     ) throws -> Response {
         var context: [String: Any] = ["course": Self.words(of: course, in: language)]
+        // The embed's post names its language in the address too, for the answers given before its body is read (429).
+        context["formAction"] = framed ? embedPath(course, language) : "/subscribe"
+        if framed { context["framed"] = true }
         if let opening = try database.currentOpening(courseId: course.id!) {
             context["opening"] = ["date": MailComposer.humanDate(opening.date, language: language), "enrolURL": opening.enrolURL]
         }
@@ -63,8 +72,8 @@ struct CoursePageController: Sendable {
         if let privacyURL { context["privacyURL"] = privacyURL }
         let other = PageWords.of(language).otherLang
         var response = pages.page(
-            "course", language: language, title: course.title(in: language), status: status, context: context,
-            languageSwitch: "\(switchPath)?lang=\(other)")
+            framed ? "embed" : "course", language: language, title: course.title(in: language), status: status, context: context,
+            languageSwitch: framed ? nil : "\(switchPath)?lang=\(other)")
         // The form's post then carries this page's origin (under `no-referrer` browsers send `Origin: null`).
         response.headers[.referrerPolicy] = "same-origin"
         return response

@@ -34,7 +34,9 @@ struct ErrorPageMiddleware<Context: RequestContext>: RouterMiddleware {
         if request.uri.path.hasPrefix("/api/") {
             response = JSONReply.error(status: status, code: JSONReply.code(for: status), message: message ?? status.reasonPhrase)
         } else {
-            response = pages.error(status, language: request.preferredLanguage, detail: status.code == 400 ? message : nil)
+            response = pages.error(
+                status, language: request.preferredLanguage, detail: status.code == 400 ? message : nil,
+                framed: EmbedFraming.isEmbed(request.uri.path))
         }
         for field in headers where field.name != .contentType && field.name != .contentLength {
             response.headers.append(field)
@@ -55,23 +57,29 @@ struct HeadWithoutBodyMiddleware<Context: RequestContext>: RouterMiddleware {
     }
 }
 
-/// Headers every answer carries: a strict Content-Security-Policy, no sniffing, no framing, no referrer.
+/// Headers every answer carries: a strict Content-Security-Policy, no sniffing, no framing (but
+/// for the embed, by the school's sites), no referrer.
 struct SecurityHeadersMiddleware<Context: RequestContext>: RouterMiddleware {
     /// True when the service is reached over https, which turns on HSTS.
     let isHTTPS: Bool
+    /// Who may frame the embed.
+    var framing = EmbedFraming(allowedOrigins: [])
 
-    static var contentSecurityPolicy: String {
+    static func contentSecurityPolicy(frameAncestors: String) -> String {
         "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
-            + "frame-ancestors 'none'; base-uri 'none'"
+            + "frame-ancestors \(frameAncestors); base-uri 'none'"
     }
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         var response = try await next(request, context)
-        response.headers[.contentSecurityPolicy] = Self.contentSecurityPolicy
+        let isEmbed = EmbedFraming.isEmbed(request.uri.path)
+        response.headers[.contentSecurityPolicy] = Self.contentSecurityPolicy(
+            frameAncestors: isEmbed ? framing.embedAncestors : "'none'")
         response.headers[.xContentTypeOptions] = "nosniff"
         // Pages with the signup form say `same-origin` themselves; every other page shows no referrer.
         if response.headers[.referrerPolicy] == nil { response.headers[.referrerPolicy] = "no-referrer" }
-        response.headers[.xFrameOptions] = "DENY"
+        // The embed's framing is said by its frame-ancestors alone; an X-Frame-Options would forbid it in older browsers.
+        if !isEmbed { response.headers[.xFrameOptions] = "DENY" }
         if isHTTPS { response.headers[.strictTransportSecurity] = "max-age=31536000" }
         return response
     }
@@ -83,7 +91,8 @@ struct StaticFilesMiddleware<Context: RequestContext>: RouterMiddleware {
     let files: FileMiddleware<Context, LocalFileSystem>
 
     init(directory: String) {
-        files = FileMiddleware(directory, searchForIndexHtml: false)
+        // Scripts may be cached for an hour: `/embed.js` is fetched by every page of the school's site that embeds the form.
+        files = FileMiddleware(directory, cacheControl: .init([(.textJavascript, [.public, .maxAge(3600)])]), searchForIndexHtml: false)
     }
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {

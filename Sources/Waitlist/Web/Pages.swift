@@ -25,20 +25,22 @@ public struct Pages: Sendable {
         return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(string: html)))
     }
 
-    /// A page that says one thing, with an optional link onwards.
+    /// A page that says one thing, with an optional link onwards; `framed`, the embed's version
+    /// for an `<iframe>` on another site.
     func message(
         language: Language, status: HTTPResponse.Status = .ok, heading: String, text: String, courseTitle: String? = nil,
-        hint: String? = nil, link: (href: String, label: String)? = nil
+        hint: String? = nil, link: (href: String, label: String)? = nil, framed: Bool = false
     ) -> Response {
         var context: [String: Any] = ["heading": heading, "text": text]
         if let courseTitle { context["courseTitle"] = courseTitle }
         if let hint { context["hint"] = hint }
         if let link { context["link"] = ["href": link.href, "label": link.label] }
-        return page("message", language: language, title: heading, status: status, context: context)
+        return page(framed ? "embed-message" : "message", language: language, title: heading, status: status, context: context)
     }
 
-    /// The page for an error status, in the visitor's language.
-    func error(_ status: HTTPResponse.Status, language: Language, detail: String? = nil) -> Response {
+    /// The page for an error status, in the visitor's language; `framed`, inside the embed (with
+    /// no link to the site's pages, which refuse to be framed).
+    func error(_ status: HTTPResponse.Status, language: Language, detail: String? = nil, framed: Bool = false) -> Response {
         let words = PageWords.of(language)
         let (heading, text): (String, String) =
             switch status.code {
@@ -48,6 +50,7 @@ public struct Pages: Sendable {
             case 400..<500: (words.errorTitle, detail ?? words.badRequestText)
             default: (words.errorTitle, words.serverErrorText)
             }
-        return message(language: language, status: status, heading: heading, text: text, link: (href: "/", label: words.backToCourse))
+        let link = framed ? nil : (href: "/", label: words.backToCourse)
+        return message(language: language, status: status, heading: heading, text: text, link: link, framed: framed)
     }
 }

@@ -41,7 +41,13 @@ struct SignupController: Sendable {
     // MARK: - Form
 
     @Sendable func subscribeForm(request: Request, context: AppRequestContext) async throws -> Response {
-        if let refusal = limit(request, context: context, json: false) { return refusal }
+        try await subscribeForm(request: request, context: context, framed: false)
+    }
+
+    /// A signup from the course page's form or, `framed`, from the embed's (`POST /embed/{slug}`,
+    /// whose course is the one in its path): the same rules; the embed's answers stay in its frame.
+    func subscribeForm(request: Request, context: AppRequestContext, framed: Bool) async throws -> Response {
+        if let refusal = limit(request, context: context, json: false, framed: framed) { return refusal }
         guard request.headers[.contentType]?.lowercased().hasPrefix("application/x-www-form-urlencoded") == true else {
             throw HTTPError(.unsupportedMediaType, message: "Send the form as application/x-www-form-urlencoded.")
         }
@@ -52,8 +58,12 @@ struct SignupController: Sendable {
             throw HTTPError(.badRequest)
         }
         let language = fields["locale"].flatMap(Language.init(tag:)) ?? request.preferredLanguage
-        let course = try course(named: fields["course"].flatMap { $0.isEmpty ? nil : $0 }, language: language)
-        let checkInbox = Response(status: .seeOther, headers: [.location: "/courses/\(course.slug)/subscribed?lang=\(language.rawValue)"])
+        let slug = framed ? context.parameters.get("slug") : fields["course"].flatMap { $0.isEmpty ? nil : $0 }
+        let course = try course(named: slug, language: language)
+        let checkInbox =
+            framed
+            ? coursePages.checkInboxPage(course: course, language: language, framed: true)
+            : Response(status: .seeOther, headers: [.location: "/courses/\(course.slug)/subscribed?lang=\(language.rawValue)"])
         let address: EmailAddress
         do {
             address = try EmailAddress(email)
@@ -61,7 +71,7 @@ struct SignupController: Sendable {
             let message = PageWords.of(language).invalidEmail.message(for: error)
             return try coursePages.render(
                 course: course, language: language, switchPath: "/courses/\(course.slug)", status: .unprocessableContent,
-                email: String(email.prefix(254)), error: message)
+                email: String(email.prefix(254)), error: message, framed: framed)
         }
         // A page from another site posting its visitors' browsers here is no signup: the same answer, no mail.
         guard origins.isSameSiteOrAllowedFormPost(request) else {
@@ -75,7 +85,7 @@ struct SignupController: Sendable {
             // A tab left open for hours: the form again, with its address, and a word to send it once more.
             return try coursePages.render(
                 course: course, language: language, switchPath: "/courses/\(course.slug)", email: String(email.prefix(254)),
-                notice: PageWords.of(language).staleForm)
+                notice: PageWords.of(language).staleForm, framed: framed)
         }
         // A bot fills the hidden field, submits faster than a person can, or sends one stamp again;
         // it gets the same answer and no mail.
@@ -156,7 +166,7 @@ struct SignupController: Sendable {
     }
 
     /// The 429 answer when the client is over its limit, else `nil` (and the attempt is counted).
-    private func limit(_ request: Request, context: AppRequestContext, json: Bool) -> Response? {
+    private func limit(_ request: Request, context: AppRequestContext, json: Bool, framed: Bool = false) -> Response? {
         guard let rateLimiter else { return nil }
         let client = clientAddresses.clientAddress(of: request, peer: context.remoteAddress) ?? "unknown"
         guard case .limited(let retryAfter) = rateLimiter.attempt(client: client, now: now()) else { return nil }
@@ -165,7 +175,7 @@ struct SignupController: Sendable {
             json
             ? JSONReply.error(
                 status: .tooManyRequests, code: "too_many_requests", message: "Too many signups from your address; try again later.")
-            : coursePages.pages.error(.tooManyRequests, language: request.preferredLanguage)
+            : coursePages.pages.error(.tooManyRequests, language: request.preferredLanguage, framed: framed)
         response.headers[.retryAfter] = String(retryAfter)
         return response
     }
