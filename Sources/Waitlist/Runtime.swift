@@ -10,6 +10,8 @@ public struct Runtime: Sendable {
     public let composer: MailComposer
     public let transport: any MailTransport
     public let logger: Logger
+    /// The tags of envelope senders, when `WAITLIST_BOUNCE_ADDRESS` is set.
+    public let bounceTags: BounceTags?
 
     /// Opens the database (creating and migrating it on first use) and prepares the mail transport.
     public static func start(settings: Settings, logger: Logger) async throws -> Runtime {
@@ -18,7 +20,8 @@ public struct Runtime: Sendable {
         return Runtime(
             settings: settings, database: database, templates: templates,
             composer: MailComposer(templates: templates, baseURL: settings.baseURL, from: settings.mailFrom),
-            transport: makeTransport(settings: settings, logger: logger), logger: logger)
+            transport: makeTransport(settings: settings, logger: logger), logger: logger,
+            bounceTags: try settings.bounceAddress.map { BounceTags(address: $0, key: try database.secret(named: BounceTags.secretName)) })
     }
 
     /// SMTP through libcurl when `WAITLIST_SMTP_URL` is set, else `.eml` files in the mail directory.
@@ -33,7 +36,7 @@ public struct Runtime: Sendable {
     public func makeSender(logger: Logger? = nil) -> OutboxSender {
         OutboxSender(
             database: database, transport: transport, composer: composer, concurrency: settings.sendConcurrency,
-            logger: logger ?? self.logger, lease: settings.sendLease, rate: settings.sendRate)
+            logger: logger ?? self.logger, lease: settings.sendLease, rate: settings.sendRate, bounceTags: bounceTags)
     }
 
     /// Where mail goes, for messages to the operator: never shows a password.

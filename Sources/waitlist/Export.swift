@@ -2,9 +2,10 @@ import ArgumentParser
 import Foundation
 import Waitlist
 
-/// `waitlist export`: confirmed subscribers with their consent record, to stdout.
+/// `waitlist export`: subscribers (confirmed ones unless `--status` says otherwise) with their consent record, to stdout.
 struct Export: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Write the confirmed subscribers with their consent record to stdout.")
+    static let configuration = CommandConfiguration(
+        abstract: "Write the subscribers (confirmed ones by default) with their consent record to stdout.")
 
     /// The output formats.
     enum Format: String, ExpressibleByArgument, CaseIterable {
@@ -17,6 +18,20 @@ struct Export: AsyncParsableCommand {
 
     @Option(name: .long, help: "csv or json.")
     var format: Format = .csv
+
+    /// Which subscribers `--status` selects.
+    enum StatusFilter: String, ExpressibleByArgument, CaseIterable {
+        case confirmed
+        case bounced
+        case unsubscribed
+        case all
+
+        /// The state selected, `nil` for every one.
+        var status: SubscriberStatus? { self == .all ? nil : SubscriberStatus(rawValue: rawValue) }
+    }
+
+    @Option(name: .long, help: "confirmed, bounced (with the refusing server's reply), unsubscribed or all.")
+    var status: StatusFilter = .confirmed
 
     func run() async throws {
         try await withRuntime { runtime in
@@ -32,7 +47,7 @@ struct Export: AsyncParsableCommand {
             } else {
                 output.write(Data("[".utf8))
             }
-            try runtime.database.forEachConfirmed(courseId: courseId) { record in
+            try runtime.database.forEachSubscriber(courseId: courseId, status: status.status) { record in
                 switch format {
                 case .csv:
                     output.write(Data(ConsentCSV.row(record, dates: dates).utf8))
@@ -49,14 +64,16 @@ struct Export: AsyncParsableCommand {
 /// CSV (RFC 4180) lines for the consent export.
 enum ConsentCSV {
     static let header =
-        "email,course,language,signed_up_at,signup_source,signup_ip,signup_user_agent,confirmed_at,confirm_ip,confirm_user_agent\r\n"
+        "email,course,language,signed_up_at,signup_source,signup_ip,signup_user_agent,confirmed_at,confirm_ip,confirm_user_agent,"
+        + "status,unsubscribed_at,bounced_at,bounce_reply\r\n"
 
     static func row(_ record: ConsentRecord, dates: ISO8601DateFormatter) -> String {
         [
             record.email, record.course, record.language, dates.string(from: record.signedUpAt), record.signupSource ?? "",
             record.signupIP ?? "",
             record.signupUserAgent ?? "", record.confirmedAt.map(dates.string(from:)) ?? "", record.confirmIP ?? "",
-            record.confirmUserAgent ?? "",
+            record.confirmUserAgent ?? "", record.status.rawValue, record.unsubscribedAt.map(dates.string(from:)) ?? "",
+            record.bouncedAt.map(dates.string(from:)) ?? "", record.bounceReply ?? "",
         ].map(field).joined(separator: ",") + "\r\n"
     }
 

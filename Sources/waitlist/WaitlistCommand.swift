@@ -16,7 +16,7 @@ struct WaitlistCommand: AsyncParsableCommand {
             """,
         subcommands: [
             Serve.self, OpenEnrolment.self, CloseEnrolment.self, Send.self, Status.self, CourseCommand.self, Export.self, Forget.self,
-            Backup.self, TestMail.self,
+            Backup.self, TestMail.self, Bounce.self,
         ])
 }
 

@@ -210,6 +210,16 @@ extension AppDatabase {
                 arguments: [Course.defaultEnglishTitle, Course.defaultTitle])
         }
 
+        migrator.registerMigration("v11: bounces that arrive later") { db in
+            // The reply of the server that refused a subscriber's address (at RCPT time or in a
+            // later bounce), without addresses; and, per message, how many delay notices came back.
+            try db.execute(
+                sql: """
+                    ALTER TABLE subscriber ADD COLUMN bounceReply TEXT CHECK (bounceReply IS NULL OR length(bounceReply) <= 1000);
+                    ALTER TABLE outbox ADD COLUMN delayNotices INTEGER NOT NULL DEFAULT 0 CHECK (delayNotices >= 0);
+                    """)
+        }
+
         return migrator
     }
 }

@@ -208,13 +208,7 @@ extension AppDatabase {
             switch error {
             case .permanent:
                 message.state = .failed
-                if var subscriber = try Subscriber.fetchOne(db, key: message.subscriberId), subscriber.status != .unsubscribed {
-                    subscriber.status = .bounced
-                    subscriber.bouncedAt = now
-                    try subscriber.update(db)
-                    try Self.recordEvent(db, .bounce, subscriberId: message.subscriberId, now: now)
-                    try Self.cancelQueuedMail(db, subscriberId: message.subscriberId)
-                }
+                try Self.markBounced(db, subscriberId: message.subscriberId, reply: error.reason, now: now)
             case .transient, .deferred, .senderRefused:
                 if now.timeIntervalSince(message.createdAt) >= RetryPolicy.giveUpAfter {
                     message.state = .failed
@@ -248,7 +242,7 @@ extension AppDatabase {
                         AND at = (SELECT bouncedAt FROM subscriber WHERE id = ?1 AND status = 'bounced')
                         """, arguments: [message.subscriberId])
                 try db.execute(
-                    sql: "UPDATE subscriber SET status = ?, bouncedAt = NULL WHERE id = ? AND status = 'bounced'",
+                    sql: "UPDATE subscriber SET status = ?, bouncedAt = NULL, bounceReply = NULL WHERE id = ? AND status = 'bounced'",
                     arguments: [
                         message.kind == .announcement ? SubscriberStatus.confirmed : SubscriberStatus.pending, message.subscriberId,
                     ])

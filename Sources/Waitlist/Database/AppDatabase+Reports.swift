@@ -17,7 +17,7 @@ public struct CourseStatus: Codable, Sendable, Equatable {
     public var mailFailed: Int
 }
 
-/// One confirmed subscriber with the consent record, as `waitlist export` writes it.
+/// One subscriber with the consent record, as `waitlist export` writes it.
 public struct ConsentRecord: Codable, Sendable, Equatable {
     public var email: String
     public var course: String
@@ -31,6 +31,12 @@ public struct ConsentRecord: Codable, Sendable, Equatable {
     public var confirmUserAgent: String?
     /// Every signup, confirmation, unsubscription and bounce, oldest first (the fields above say the latest).
     public var events: [ConsentEvent] = []
+    /// Where the subscriber stands now.
+    public var status: SubscriberStatus = .confirmed
+    public var unsubscribedAt: Date?
+    public var bouncedAt: Date?
+    /// For a bounced subscriber, the refusing server's reply, without addresses.
+    public var bounceReply: String?
 }
 
 extension AppDatabase {
@@ -71,13 +77,19 @@ extension AppDatabase {
     /// Calls `body` with each confirmed subscriber of a course (or of all courses), in signup
     /// order, without loading the whole list into memory.
     public func forEachConfirmed(courseId: Int64?, _ body: (ConsentRecord) throws -> Void) throws {
+        try forEachSubscriber(courseId: courseId, status: .confirmed, body)
+    }
+
+    /// Calls `body` with each subscriber of a course (or of all courses) in this state (`nil`:
+    /// every subscriber), in signup order, without loading the whole list into memory.
+    public func forEachSubscriber(courseId: Int64?, status: SubscriberStatus?, _ body: (ConsentRecord) throws -> Void) throws {
         try writer.read { db in
             let cursor = try Row.fetchCursor(
                 db,
                 sql: """
                     SELECT s.*, c.slug FROM subscriber s JOIN course c ON c.id = s.courseId
-                    WHERE s.status = 'confirmed' AND (?1 IS NULL OR s.courseId = ?1) ORDER BY s.id
-                    """, arguments: [courseId])
+                    WHERE (?2 IS NULL OR s.status = ?2) AND (?1 IS NULL OR s.courseId = ?1) ORDER BY s.id
+                    """, arguments: [courseId, status])
             let events = try db.cachedStatement(
                 sql: "SELECT kind, at, source, ip, userAgent FROM consent_event WHERE subscriberId = ? ORDER BY at, id")
             while let row = try cursor.next() {
@@ -86,7 +98,8 @@ extension AppDatabase {
                         email: row["email"], course: row["slug"], language: row["language"], signedUpAt: row["createdAt"],
                         signupSource: row["signupSource"], signupIP: row["signupIP"], signupUserAgent: row["signupUserAgent"],
                         confirmedAt: row["confirmedAt"], confirmIP: row["confirmIP"], confirmUserAgent: row["confirmUserAgent"],
-                        events: try ConsentEvent.fetchAll(events, arguments: [row["id"] as Int64])))
+                        events: try ConsentEvent.fetchAll(events, arguments: [row["id"] as Int64]), status: row["status"],
+                        unsubscribedAt: row["unsubscribedAt"], bouncedAt: row["bouncedAt"], bounceReply: row["bounceReply"]))
             }
         }
     }

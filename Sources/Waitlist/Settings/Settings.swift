@@ -38,6 +38,9 @@ public struct Settings: Sendable {
     /// A folder of static files (styles, scripts, icons) to serve instead of the built-in ones
     /// (`WAITLIST_PUBLIC_DIR`); `nil`: the copy of `Public/` in the resource bundle.
     public var publicDirectory: String?
+    /// Where bounces come back to (`WAITLIST_BOUNCE_ADDRESS`): each message's envelope sender is
+    /// then this address with a signed tag; `nil`: the envelope sender is the From address.
+    public var bounceAddress: BounceAddress?
 
     /// Settings with every default of the contract.
     public init() {
@@ -56,6 +59,7 @@ public struct Settings: Sendable {
         self.privacyURL = nil
         self.logLevel = .info
         self.publicDirectory = nil
+        self.bounceAddress = nil
     }
 
     /// Reads the settings from environment variables, keeping the default for each one unset or empty.
@@ -138,6 +142,13 @@ public struct Settings: Sendable {
             metricsAddress = parsed
         }
         if let directory = value("WAITLIST_PUBLIC_DIR") { publicDirectory = directory }
+        if let address = value("WAITLIST_BOUNCE_ADDRESS") {
+            guard let parsed = BounceAddress(address) else {
+                throw SettingsError(
+                    variable: "WAITLIST_BOUNCE_ADDRESS", message: "must be an address without a + such as bounces@school.example")
+            }
+            bounceAddress = parsed
+        }
         if let level = value("WAITLIST_LOG_LEVEL") {
             guard let parsed = Logger.Level(rawValue: level.lowercased()) else {
                 throw SettingsError(

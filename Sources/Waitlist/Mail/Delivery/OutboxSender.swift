@@ -88,6 +88,9 @@ public final class OutboxSender: Sendable {
     let rate: Rate?
     /// Called at each ``Step``; tests block or record there. `nil` in the service.
     let probe: (@Sendable (Step) -> Void)?
+    /// Signs each message's envelope sender when bounces come back to an address of ours; `nil`:
+    /// the envelope sender is the From address.
+    let bounceTags: BounceTags?
     private let state = Mutex(State())
     private let doorbell = Doorbell()
     /// Records delivered messages; what the lanes hand over at about the same time shares a transaction.
@@ -104,19 +107,21 @@ public final class OutboxSender: Sendable {
 
     public convenience init(
         database: AppDatabase, transport: any MailTransport, composer: MailComposer, concurrency: Int, logger: Logger,
-        batchSize: Int = 25, lease: TimeInterval = 45, rate: Rate? = nil, now: @escaping @Sendable () -> Date = { Date() }
+        batchSize: Int = 25, lease: TimeInterval = 45, rate: Rate? = nil, bounceTags: BounceTags? = nil,
+        now: @escaping @Sendable () -> Date = { Date() }
     ) {
         self.init(
             database: database, transport: transport, composer: composer, concurrency: concurrency, logger: logger, batchSize: batchSize,
-            lease: lease, rate: rate, now: now, probe: nil)
+            lease: lease, rate: rate, bounceTags: bounceTags, now: now, probe: nil)
     }
 
     init(
         database: AppDatabase, transport: any MailTransport, composer: MailComposer, concurrency: Int, logger: Logger,
-        batchSize: Int = 25, lease: TimeInterval = 45, rate: Rate? = nil, now: @escaping @Sendable () -> Date = { Date() },
-        probe: (@Sendable (Step) -> Void)?
+        batchSize: Int = 25, lease: TimeInterval = 45, rate: Rate? = nil, bounceTags: BounceTags? = nil,
+        now: @escaping @Sendable () -> Date = { Date() }, probe: (@Sendable (Step) -> Void)?
     ) {
         self.rate = rate
+        self.bounceTags = bounceTags
         self.now = now
         self.database = database
         self.transport = transport
@@ -340,7 +345,8 @@ public final class OutboxSender: Sendable {
         do throws(DeliveryError) {
             if session == nil { session = try transport.makeSession() }
             let mail = OutgoingMail(
-                bytes: composer.renderedMessage(for: delivery, now: now()), sender: composer.from.address, recipient: delivery.recipient)
+                bytes: composer.renderedMessage(for: delivery, now: now()),
+                sender: bounceTags?.envelopeSender(outboxId: delivery.outboxId) ?? composer.from.address, recipient: delivery.recipient)
             try session!.send(mail) {
                 guard records.settle() else { return false }
                 probe?(.beforeEnd(delivery.outboxId))

@@ -244,4 +244,11 @@ struct SMTPFailure {
             .unicodeScalars.filter { $0.isASCII && $0.value >= 0x20 && $0.value != 0x7F }
         return String(String.UnicodeScalarView(text.prefix(200)))
     }
+
+    /// A reply with every word that holds an `@` replaced by `<address>`: relays quote the address
+    /// they refuse (or others'), and replies are stored, logged and exported.
+    static func withoutAddresses(_ text: String) -> String {
+        text.split(separator: " ", omittingEmptySubsequences: false).map { $0.contains("@") ? "<address>" : String($0) }
+            .joined(separator: " ")
+    }
 }

@@ -125,8 +125,7 @@ extension SMTPConnection {
         var line: String {
             guard !refusal.isEmpty else { return String(code) }
             let text = refusal.withUnsafeBytes { SMTPFailure.printable($0) }
-            return text.split(separator: " ", omittingEmptySubsequences: false).map { $0.contains("@") ? "<address>" : String($0) }
-                .joined(separator: " ")
+            return SMTPFailure.withoutAddresses(text)
         }
     }
 
