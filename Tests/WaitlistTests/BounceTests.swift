@@ -132,6 +132,27 @@ struct BounceTests {
         #expect(try world.database.status(courseId: 1).bounced == 0)
     }
 
+    @Test("A refusal at RCPT TO keeps its reply with the bounced subscriber too, and taking it back clears it")
+    func rcptRefusalKeepsReply() async throws {
+        // Given a relay that refuses anna's address for good
+        let world = try await TestWorld.make()
+        world.transport.refuse(
+            ["anna@example.com"], with: .permanent("The relay refused a recipient: 550 5.1.1 <anna@example.com> no such user."))
+        try world.signUp("anna@example.com")
+        // When her confirmation is sent
+        try await world.deliverAll()
+        // Then she is bounced, with the reply and without her address
+        var bounced: [ConsentRecord] = []
+        try world.database.forEachSubscriber(courseId: nil, status: .bounced) { bounced.append($0) }
+        #expect(bounced.map(\.bounceReply) == ["The relay refused a recipient: 550 5.1.1 <address> no such user."])
+        let id = try announcementOrConfirmationId(of: "anna@example.com", in: world.database)
+        #expect(try world.database.revertRefusals(outboxIds: [id]) == 1)
+        var all: [ConsentRecord] = []
+        try world.database.forEachSubscriber(courseId: nil, status: nil) { all.append($0) }
+        #expect(all.map(\.status) == [.pending])
+        #expect(all.map(\.bounceReply) == [nil])
+    }
+
     /// The outbox row of the announcement to `email`.
     private func announcementId(of email: String, in database: AppDatabase) throws -> Int64 {
         try #require(
