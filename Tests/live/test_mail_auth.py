@@ -143,7 +143,8 @@ class MailRun:
         kinds = {}
         for message in mails:
             parsed = email.message_from_bytes(message, policy=email.policy.default)
-            kind = "test" if parsed["To"] == "carol@example.com" else ("announcement" if parsed["List-Id"] else "confirmation")
+            text = parsed.get_body(("plain",)).get_content()
+            kind = "test" if parsed["To"] == "carol@example.com" else ("confirmation" if "/confirm/" in text else "announcement")
             language = "en" if parsed["To"].startswith("bob") else "ru"
             kinds[f"{kind}-{language}" if kind != "test" else kind] = message
         assert sorted(kinds) == ["announcement-en", "announcement-ru", "confirmation-en", "confirmation-ru", "test"], sorted(kinds)
@@ -207,11 +208,23 @@ def test_every_mail_kind_carries_one_valid_signature_per_key(mail_run, key_set):
         assert verify_all(run, message) == [True] * len(found), f"{kind} did not verify:\n{message.decode(errors='replace')[:3000]}"
 
 
-def test_announcements_sign_their_list_headers(mail_run):
+def test_course_mails_sign_their_list_headers(mail_run):
     run = mail_run("rsa")
-    for kind in ["announcement-ru", "announcement-en"]:
+    for kind in ["announcement-ru", "announcement-en", "confirmation-ru", "confirmation-en"]:
         names = signatures(run.mails[kind])[0]["h"].lower().split(":")
         assert {"list-id", "list-unsubscribe", "list-unsubscribe-post"} <= set(names), names
+
+
+def test_announcements_name_the_course_in_list_id(mail_run):
+    run = mail_run("none")
+    for kind in ["announcement-ru", "announcement-en"]:
+        parsed = email.message_from_bytes(run.mails[kind], policy=email.policy.default)
+        # The course's title as the subject shows it, between «» or “”.
+        title = re.search(r"[«“](.+?)[»”]", str(parsed["Subject"])).group(1)
+        assert str(parsed["List-Id"]) in (f'"{title}" <negotiation.waitlist.school.example>',
+                                          f"{title} <negotiation.waitlist.school.example>"), parsed["List-Id"]
+    raw = run.mails["announcement-ru"].split(b"\r\n\r\n")[0]
+    assert re.search(rb"\r\nList-Id: =\?utf-8\?B\?[^\r]*(\r\n [^\r]*)*<negotiation\.waitlist\.school\.example>\r\n", raw), raw
 
 
 @pytest.mark.parametrize("key_set", ["rsa", "ed25519"])

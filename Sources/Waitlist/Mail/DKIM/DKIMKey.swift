@@ -55,7 +55,9 @@ public struct DKIMKey: Sendable {
     public var publicKeyBase64: String {
         switch secret {
         case .rsa(let key): key.publicKey.derRepresentation.base64EncodedString()
-        case .ed25519(let raw): ((try? Curve25519.Signing.PrivateKey(rawRepresentation: raw))?.publicKey.rawRepresentation ?? Data()).base64EncodedString()
+        case .ed25519(let raw):
+            // The bytes were checked to make a key when it was loaded.
+            ((try? Curve25519.Signing.PrivateKey(rawRepresentation: raw))?.publicKey.rawRepresentation ?? Data()).base64EncodedString()
         }
     }
 
