@@ -163,7 +163,23 @@ def waitlist_env(database: Path, smtp_url: str | None, mail_dir: Path | None = N
     env["WAITLIST_SEND_CONCURRENCY"] = os.environ.get("WAITLIST_SEND_CONCURRENCY", "4")
     if "WAITLIST_SEND_RATE" in os.environ:
         env["WAITLIST_SEND_RATE"] = os.environ["WAITLIST_SEND_RATE"]
+    if DKIM_KEYS:
+        env["WAITLIST_DKIM_KEYS"] = DKIM_KEYS
     return env
+
+
+# `SELECTOR:PATH,...` of the keys every run signs with (`--dkim`); empty: no signing.
+DKIM_KEYS = ""
+
+
+def make_dkim_keys(binary: Path, choice: str, directory: Path) -> str:
+    """New keys made by `waitlist dkim-keygen` for `--dkim rsa|ed25519|both`, as WAITLIST_DKIM_KEYS."""
+    entries = []
+    for key_type in (["rsa", "ed25519"] if choice == "both" else [choice]):
+        path = directory / f"dkim-{key_type}.pem"
+        subprocess.run([str(binary), "dkim-keygen", "--type", key_type, str(path)], check=True, stdout=subprocess.DEVNULL)
+        entries.append(f"bench-{key_type}:{path}")
+    return ",".join(entries)
 
 
 def email(i: int) -> str:
@@ -463,6 +479,7 @@ def report(results: dict) -> str:
         f"waitlist {m['commit']}; {m['date']}; load average at start {' '.join(m['loadavg_start'])}, "
         f"at end {' '.join(results['loadavg_end'])}.",
         f"Announcement: {results['message_bytes']} bytes on the wire. WAITLIST_SEND_CONCURRENCY={results['concurrency']}. "
+        f"DKIM: {results.get('dkim') or 'none'}. "
         f"smtp-source {source_args}",
         "",
         f"| fan-out of {fan['queued']:,} into smtp-sink | messages received | seconds | messages/s "
@@ -511,6 +528,7 @@ def main() -> int:
     parser.add_argument("--tools", type=Path, required=True, help="where postfix's .deb was unpacked")
     parser.add_argument("--results", type=Path, required=True)
     parser.add_argument("--send-window", type=float, default=60)
+    parser.add_argument("--dkim", choices=["rsa", "ed25519", "both"], help="sign every message with new keys of this type")
     parser.add_argument("--render", action="store_true", help="only print the tables of RESULTS/results.json again")
     if "--render" in sys.argv:
         results_dir = Path(sys.argv[sys.argv.index("--results") + 1])
@@ -525,7 +543,11 @@ def main() -> int:
     args.results.mkdir(parents=True, exist_ok=True)
     binary = args.binary.resolve()
     workdir = Path(tempfile.mkdtemp(prefix="work-", dir=args.results))
-    results: dict = {"size": args.size, "concurrency": concurrency, "machine": machine(binary)}
+    results: dict = {"size": args.size, "concurrency": concurrency, "machine": machine(binary), "dkim": args.dkim}
+    if args.dkim:
+        global DKIM_KEYS
+        DKIM_KEYS = make_dkim_keys(binary, args.dkim, workdir)
+        log(f"Every message is DKIM-signed ({args.dkim}).")
     sink = None
     busy_before = machine_busy_seconds()
     time.sleep(3)

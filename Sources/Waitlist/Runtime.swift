@@ -14,12 +14,17 @@ public struct Runtime: Sendable {
     public let bounceTags: BounceTags?
 
     /// Opens the database (creating and migrating it on first use) and prepares the mail transport.
-    public static func start(settings: Settings, logger: Logger) async throws -> Runtime {
+    ///
+    /// - Parameter signsMail: whether the command sends mail and so needs its DKIM keys; then a key
+    ///   that cannot be used stops it here, before anything is sent.
+    public static func start(settings: Settings, logger: Logger, signsMail: Bool = false) async throws -> Runtime {
+        // The keys first: a bad one stops the command before the database is touched.
+        let signer = signsMail && !settings.dkimKeys.isEmpty ? try DKIMSigner(settings: settings) : nil
         let database = try AppDatabase.open(path: settings.databasePath)
         let templates = try await Templates.load()
         return Runtime(
             settings: settings, database: database, templates: templates,
-            composer: MailComposer(templates: templates, baseURL: settings.baseURL, from: settings.mailFrom),
+            composer: MailComposer(templates: templates, baseURL: settings.baseURL, from: settings.mailFrom, signer: signer),
             transport: makeTransport(settings: settings, logger: logger), logger: logger,
             bounceTags: try settings.bounceAddress.map { BounceTags(address: $0, key: try database.secret(named: BounceTags.secretName)) })
     }

@@ -48,7 +48,7 @@ struct TestMail: AsyncParsableCommand {
     var address: String
 
     func run() async throws {
-        try await withRuntime { runtime in
+        try await withRuntime(signsMail: true) { runtime in
             let recipient: EmailAddress
             do throws(EmailAddress.Problem) {
                 recipient = try EmailAddress(address)
@@ -58,7 +58,7 @@ struct TestMail: AsyncParsableCommand {
             do throws(DeliveryError) {
                 let session = try runtime.transport.makeSession()
                 defer { session.close() }
-                try session.send(runtime.composer.testMessage(to: recipient))
+                try session.send(runtime.composer.renderedTestMail(to: recipient))
             } catch {
                 throw WaitlistError(.unavailable, "The test message was not sent (\(runtime.transportDescription)): \(error.reason)")
             }

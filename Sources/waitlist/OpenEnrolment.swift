@@ -35,7 +35,7 @@ struct OpenEnrolment: AsyncParsableCommand {
     }
 
     func run() async throws {
-        try await withRuntime { runtime in
+        try await withRuntime(signsMail: true) { runtime in
             let database = runtime.database
             let course = try database.resolveCourse(slug: courseOption.course)
             let current = try database.currentOpening(courseId: course.id!)

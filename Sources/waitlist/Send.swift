@@ -8,7 +8,7 @@ struct Send: AsyncParsableCommand {
         discussion: "Exits 0 when the outbox is empty, 75 when messages are left for a later retry, 69 when the relay is unreachable.")
 
     func run() async throws {
-        try await withRuntime { runtime in
+        try await withRuntime(signsMail: true) { runtime in
             try await deliverQueued(runtime)
         }
     }

@@ -21,7 +21,7 @@ struct Serve: AsyncParsableCommand {
     }
 
     func run() async throws {
-        try await withRuntime { runtime in
+        try await withRuntime(signsMail: true) { runtime in
             try runtime.database.checkIntegrity(path: runtime.settings.databasePath)
             let metrics = PrometheusCollectorRegistry()
             MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: metrics))

@@ -16,7 +16,7 @@ struct WaitlistCommand: AsyncParsableCommand {
             """,
         subcommands: [
             Serve.self, OpenEnrolment.self, CloseEnrolment.self, Send.self, Status.self, CourseCommand.self, Export.self, Forget.self,
-            Backup.self, TestMail.self, Bounce.self,
+            Backup.self, TestMail.self, DKIMRecord.self, DKIMKeygen.self, Bounce.self,
         ])
 }
 
@@ -36,8 +36,9 @@ enum ExitStatus {
 }
 
 /// Reads the settings, starts logging and opens the runtime, then runs `body`; any failure is
-/// printed as one sentence on stderr and turned into the contract's exit code.
-func withRuntime(_ body: (Runtime) async throws -> Void) async throws {
+/// printed as one sentence on stderr and turned into the contract's exit code. `signsMail`: the
+/// command sends mail, so its DKIM keys are read first (a bad one: exit 65).
+func withRuntime(signsMail: Bool = false, _ body: (Runtime) async throws -> Void) async throws {
     do {
         let settings = try Settings(environment: ConfigFile.environment(merging: ProcessInfo.processInfo.environment))
         LoggingSystem.bootstrap { label in
@@ -45,7 +46,7 @@ func withRuntime(_ body: (Runtime) async throws -> Void) async throws {
             handler.logLevel = settings.logLevel
             return handler
         }
-        let runtime = try await Runtime.start(settings: settings, logger: Logger(label: "waitlist"))
+        let runtime = try await Runtime.start(settings: settings, logger: Logger(label: "waitlist"), signsMail: signsMail)
         try await body(runtime)
     } catch let error as ExitCode {
         throw error

@@ -41,6 +41,13 @@ public struct Settings: Sendable {
     /// Where bounces come back to (`WAITLIST_BOUNCE_ADDRESS`): each message's envelope sender is
     /// then this address with a signed tag; `nil`: the envelope sender is the From address.
     public var bounceAddress: BounceAddress?
+    /// The keys every message is signed with, once each (`WAITLIST_DKIM_KEYS`); empty: none.
+    public var dkimKeys: [DKIMKeyEntry] = []
+    /// The signatures' domain as set (`WAITLIST_DKIM_DOMAIN`); `nil`: the From address's domain.
+    public var dkimDomainSetting: String?
+
+    /// The signatures' `d=`: `WAITLIST_DKIM_DOMAIN`, or the domain of `WAITLIST_MAIL_FROM`.
+    public var dkimDomain: String { dkimDomainSetting ?? mailFromDomain }
 
     /// Settings with every default of the contract.
     public init() {
@@ -148,6 +155,13 @@ public struct Settings: Sendable {
                     variable: "WAITLIST_BOUNCE_ADDRESS", message: "must be an address without a + such as bounces@school.example")
             }
             bounceAddress = parsed
+        }
+        if let keys = value("WAITLIST_DKIM_KEYS") { dkimKeys = try Self.parseDKIMKeys(keys) }
+        if let domain = value("WAITLIST_DKIM_DOMAIN") {
+            guard domain.utf8.allSatisfy({ (0x21...0x7E).contains($0) && $0 != UInt8(ascii: ";") }), !domain.contains("@") else {
+                throw SettingsError(variable: "WAITLIST_DKIM_DOMAIN", message: "must be a domain name such as school.example")
+            }
+            dkimDomainSetting = domain.lowercased()
         }
         if let level = value("WAITLIST_LOG_LEVEL") {
             guard let parsed = Logger.Level(rawValue: level.lowercased()) else {

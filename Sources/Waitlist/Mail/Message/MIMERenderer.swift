@@ -47,6 +47,9 @@ public enum MIMERenderer {
         )
         head += foldedField(name: "Message-ID", tokens: [HeaderToken(text: "<\(messageIDForHeader(message.messageID))>")])
         head += "MIME-Version: 1.0\r\n"
+        if let listID = message.listID {
+            head += foldedField(name: "List-Id", tokens: listIDTokens(listID))
+        }
         for header in message.extraHeaders {
             guard let name = extraHeaderName(header.name) else { continue }
             head += foldedField(name: name, tokens: unstructuredTokens(header.value, fieldName: name, lineLimit: extraHeaderLineLimit))
@@ -119,7 +122,7 @@ public enum MIMERenderer {
     /// output never contains, so it cannot occur in either part.
     static let alternativeBoundary = "=_Waitlist_Alternative_Part"
     /// Header names the renderer writes itself, lowercased; extra headers with these names are left out.
-    static let reservedHeaderNames: Set<String> = ["date", "from", "to", "subject", "message-id", "mime-version"]
+    static let reservedHeaderNames: Set<String> = ["date", "from", "to", "subject", "message-id", "mime-version", "list-id"]
 
     // MARK: - Header fields
 
@@ -172,6 +175,21 @@ public enum MIMERenderer {
             return [HeaderToken(text: address)]
         }
         return phrase + [HeaderToken(text: "<\(address)>")]
+    }
+
+    /// The tokens of a `List-Id` field: the title as a quoted string when it is printable ASCII
+    /// that fits, encoded-words otherwise, then `<id>` (without anything that cannot stand in a
+    /// dot-atom between angle brackets).
+    static func listIDTokens(_ listID: ListID) -> [HeaderToken] {
+        let id = String(decoding: listID.id.utf8.filter { isAtext($0) || $0 == UInt8(ascii: ".") }, as: UTF8.self)
+        let title = headerText(listID.title)
+        var phrase: [HeaderToken]
+        if isPrintableASCII(title), !title.contains("\""), !title.contains("\\"), "List-Id: \"\(title)\"".utf8.count <= foldingWidth {
+            phrase = [HeaderToken(text: "\"\(title)\"")]
+        } else {
+            phrase = title.isEmpty ? [] : encodedWords(title, fieldName: "List-Id")
+        }
+        return phrase + [HeaderToken(text: "<\(id)>")]
     }
 
     /// An address as it stands in a header: without control characters and whitespace.

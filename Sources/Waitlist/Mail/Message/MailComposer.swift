@@ -18,13 +18,19 @@ public struct MailComposer: Sendable {
     private let messageTemplates = Memo<TemplateKey, MessageTemplate?>()
     /// The host part of every message ID.
     private let messageIDDomain: String
+    /// Signs every rendered message; `nil`: no DKIM keys.
+    public let signer: DKIMSigner?
 
-    public init(templates: Templates, baseURL: String, from: Mailbox) {
+    public init(templates: Templates, baseURL: String, from: Mailbox, signer: DKIMSigner? = nil) {
         self.templates = templates
         self.baseURL = baseURL
         self.from = from
+        self.signer = signer
         self.messageIDDomain = MIMERenderer.messageIDDomain(Self.domain(of: from.address))
     }
+
+    /// The host of the public address: the namespace of every course's `List-Id`.
+    var listHost: String { URL(string: baseURL)?.host ?? "localhost" }
 
     /// The link that confirms a signup.
     func confirmURL(_ token: Token) -> String { "\(baseURL)/confirm/\(token.value)" }
@@ -33,8 +39,25 @@ public struct MailComposer: Sendable {
 
     /// The bytes of the message for one delivery, as ``MIMERenderer`` renders
     /// ``message(for:now:)``: written into a copy of the mail's template, or rendered in full
-    /// where there is no template.
+    /// where there is no template; then signed with every DKIM key.
     public func renderedMessage(for delivery: Delivery, now: Date = Date()) -> [UInt8] {
+        signed(unsignedMessage(for: delivery, now: now), at: now)
+    }
+
+    /// The test message of `waitlist test-mail`, rendered and signed like every other message.
+    public func renderedTestMail(to address: EmailAddress, now: Date = Date()) -> OutgoingMail {
+        let message = testMessage(to: address, now: now)
+        return OutgoingMail(bytes: signed(MIMERenderer.render(message), at: now), sender: from.address, recipient: address.value)
+    }
+
+    /// Rendered bytes with a DKIM signature per configured key in front: the one place where
+    /// messages are signed, so every transport gets them signed.
+    func signed(_ bytes: [UInt8], at now: Date) -> [UInt8] {
+        signer?.sign(bytes, at: now) ?? bytes
+    }
+
+    /// The bytes of the message for one delivery before it is signed.
+    func unsignedMessage(for delivery: Delivery, now: Date) -> [UInt8] {
         let parts = MessageTemplate.Parts(
             recipient: delivery.recipient, date: now, messageIDDigits: MIMERenderer.makeMessageIDDigits(),
             unsubscribeToken: delivery.unsubscribeToken, confirmToken: delivery.confirmToken)
@@ -137,7 +160,10 @@ public struct MailComposer: Sendable {
                 (name: "Content-Language", value: language.rawValue),
             ],
             messageID: "\(messageIDDigits)@\(messageIDDomain)",
-            date: now)
+            date: now,
+            // The confirmation is the list's mail too: without List-Id beside List-Unsubscribe it
+            // looks like an incomplete list message to spam filters (SpamAssassin's LIST_PARTIAL_*).
+            listID: ListID(title: delivery.course.title, id: "\(delivery.course.slug).\(listHost)"))
     }
 
     /// Stand-ins for the tokens while a body is rendered: letters only, so no escaping changes

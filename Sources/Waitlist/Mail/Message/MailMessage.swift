@@ -31,6 +31,8 @@ public struct MailMessage: Sendable, Hashable {
     public var messageID: String
     /// The `Date` header.
     public var date: Date
+    /// The `List-Id` header (RFC 2919) of mail sent to a list; `nil`: none.
+    public var listID: ListID?
 
     public init(
         from: Mailbox,
@@ -40,7 +42,8 @@ public struct MailMessage: Sendable, Hashable {
         html: String? = nil,
         extraHeaders: [(name: String, value: String)] = [],
         messageID: String,
-        date: Date
+        date: Date,
+        listID: ListID? = nil
     ) {
         self.from = from
         self.to = to
@@ -50,16 +53,30 @@ public struct MailMessage: Sendable, Hashable {
         self.extraHeaders = extraHeaders
         self.messageID = messageID
         self.date = date
+        self.listID = listID
     }
 
     public static func == (lhs: MailMessage, rhs: MailMessage) -> Bool {
         lhs.from == rhs.from && lhs.to == rhs.to && lhs.subject == rhs.subject && lhs.text == rhs.text
-            && lhs.html == rhs.html && lhs.messageID == rhs.messageID && lhs.date == rhs.date
+            && lhs.html == rhs.html && lhs.messageID == rhs.messageID && lhs.date == rhs.date && lhs.listID == rhs.listID
             && lhs.extraHeaders.map(\.name) == rhs.extraHeaders.map(\.name)
             && lhs.extraHeaders.map(\.value) == rhs.extraHeaders.map(\.value)
     }
 
     public func hash(into hasher: inout Hasher) {
         hasher.combine(messageID)
+    }
+}
+
+/// A list's identity in the `List-Id` header (RFC 2919): `"Title" <label.namespace>`.
+public struct ListID: Sendable, Hashable {
+    /// The list's name as people read it, in any script; encoded per RFC 2047 when not ASCII.
+    public var title: String
+    /// The list's identifier, a dot-atom such as `negotiation.school.example`.
+    public var id: String
+
+    public init(title: String, id: String) {
+        self.title = title
+        self.id = id
     }
 }
