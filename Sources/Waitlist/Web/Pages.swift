@@ -46,6 +46,7 @@ public struct Pages: Sendable {
             case 413: (words["errorTitle"]!, words["tooLargeText"]!)
             case 429: (words["tooManyTitle"]!, words["tooManyText"]!)
             case 400..<500: (words["errorTitle"]!, detail ?? words["badRequestText"]!)
+            case 503: (words["unavailableTitle"]!, words["unavailableText"]!)
             default: (words["errorTitle"]!, words["serverErrorText"]!)
             }
         return message(language: language, status: status, heading: heading, text: text, link: (href: "/", label: words["backToCourse"]!))
