@@ -197,6 +197,19 @@ extension AppDatabase {
             }
         }
 
+        migrator.registerMigration("v9: queuing progress of an opening") { db in
+            // While `open` queues an opening's announcements chunk by chunk, how far it got: every
+            // confirmed subscriber with an id up to `queuedThrough` has an announcement queued.
+            // The row goes when queuing is complete; one left behind is resumed by `open` or `send`.
+            try db.execute(
+                sql: """
+                    CREATE TABLE opening_queue (
+                        openingId INTEGER PRIMARY KEY REFERENCES opening(id) ON DELETE CASCADE,
+                        queuedThrough INTEGER NOT NULL
+                    )
+                    """)
+        }
+
         migrator.registerMigration("v10: course titles and descriptions in English") { db in
             try db.execute(
                 sql: """

@@ -44,15 +44,26 @@ extension AppDatabase {
         }
     }
 
-    /// Opens enrolment for `date` and queues one announcement per confirmed subscriber, in one
-    /// transaction. Run again for the same date, it resumes the same opening and queues only those
-    /// who have none yet, so nobody is mailed twice.
+    /// How many announcements `open` queues in one transaction: short enough that a signup waiting
+    /// behind it waits milliseconds, long enough that a million take seconds.
+    public static let queuingChunk = 10_000
+
+    /// Opens enrolment for `date` and queues one announcement per confirmed subscriber, in
+    /// transactions of ``queuingChunk`` announcements, recording after each how far it got. Run
+    /// again for the same date, it resumes the same opening and queues only those who have none
+    /// yet, so nobody is mailed twice; an interrupted run is also completed by
+    /// ``completeInterruptedQueuing(now:)``.
     ///
+    /// - Parameters:
+    ///   - chunkSize: announcements per transaction.
+    ///   - chunkLimit: stop after this many chunks, as a crash would (for tests); `nil` queues everyone.
     /// - Throws: `.data` when enrolment is open already for another date.
-    public func open(courseId: Int64, date: String, enrolURL: String, now: Date = Date()) throws -> OpeningResult {
-        try writer.write { db in
-            var isNew = false
+    public func open(
+        courseId: Int64, date: String, enrolURL: String, now: Date = Date(), chunkSize: Int = queuingChunk, chunkLimit: Int? = nil
+    ) throws -> OpeningResult {
+        let (opening, isNew) = try writer.write { db -> (Opening, Bool) in
             var opening: Opening
+            var isNew = false
             if let current = try Self.currentOpening(db, courseId: courseId) {
                 guard current.date == date else {
                     throw WaitlistError(
@@ -68,13 +79,78 @@ extension AppDatabase {
                 try opening.insert(db)
                 isNew = true
             }
+            // An interrupted run goes on from where it got; a finished one is checked from the start.
             try db.execute(
-                sql: """
-                    INSERT OR IGNORE INTO outbox (kind, subscriberId, openingId, state, nextAttemptAt, createdAt)
-                    SELECT 'announcement', id, ?, 'queued', ?, ? FROM subscriber WHERE courseId = ? AND status = 'confirmed'
-                    """, arguments: [opening.id, now, now, courseId])
-            return OpeningResult(opening: opening, isNew: isNew, newlyQueued: db.changesCount)
+                sql: "INSERT OR IGNORE INTO opening_queue (openingId, queuedThrough) VALUES (?, 0)", arguments: [opening.id])
+            return (opening, isNew)
         }
+        let queued = try queueAnnouncements(openingId: opening.id!, now: now, chunkSize: chunkSize, chunkLimit: chunkLimit)
+        return OpeningResult(opening: opening, isNew: isNew, newlyQueued: queued)
+    }
+
+    /// Completes the queuing of every open opening whose `open` was interrupted.
+    ///
+    /// - Returns: how many announcements were queued.
+    @discardableResult
+    public func completeInterruptedQueuing(now: Date = Date()) throws -> Int {
+        let openings = try writer.read { db in
+            try Int64.fetchAll(
+                db,
+                sql: """
+                    SELECT q.openingId FROM opening_queue q JOIN opening o ON o.id = q.openingId
+                    WHERE o.closedAt IS NULL ORDER BY q.openingId
+                    """)
+        }
+        var queued = 0
+        for openingId in openings {
+            queued += try queueAnnouncements(openingId: openingId, now: now, chunkSize: Self.queuingChunk, chunkLimit: nil)
+        }
+        return queued
+    }
+
+    /// Queues the announcements of an opening chunk by chunk from its recorded progress, each
+    /// chunk and its progress in one short transaction; the progress row goes with the last chunk.
+    private func queueAnnouncements(openingId: Int64, now: Date, chunkSize: Int, chunkLimit: Int?) throws -> Int {
+        var queued = 0
+        var chunks = 0
+        while chunkLimit.map({ chunks < $0 }) ?? true {
+            chunks += 1
+            let isDone = try writer.write { db -> Bool in
+                guard
+                    let progress = try Row.fetchOne(
+                        db,
+                        sql: """
+                            SELECT q.queuedThrough, o.courseId, o.closedAt FROM opening_queue q JOIN opening o ON o.id = q.openingId
+                            WHERE q.openingId = ?
+                            """, arguments: [openingId])
+                else { return true }
+                let from: Int64 = progress["queuedThrough"]
+                let courseId: Int64 = progress["courseId"]
+                let chunk = try Row.fetchOne(
+                    db,
+                    sql: """
+                        SELECT count(*) AS n, max(id) AS through FROM (
+                            SELECT id FROM subscriber WHERE courseId = ? AND status = 'confirmed' AND id > ? ORDER BY id LIMIT ?)
+                        """, arguments: [courseId, from, chunkSize])!
+                let count: Int = chunk["n"]
+                if (progress["closedAt"] as Date?) == nil, let through = chunk["through"] as Int64? {
+                    try db.execute(
+                        sql: """
+                            INSERT OR IGNORE INTO outbox (kind, subscriberId, openingId, state, nextAttemptAt, createdAt)
+                            SELECT 'announcement', id, ?, 'queued', ?, ? FROM subscriber
+                            WHERE courseId = ? AND status = 'confirmed' AND id > ? AND id <= ?
+                            """, arguments: [openingId, now, now, courseId, from, through])
+                    queued += db.changesCount
+                    try db.execute(
+                        sql: "UPDATE opening_queue SET queuedThrough = ? WHERE openingId = ?", arguments: [through, openingId])
+                }
+                guard count < chunkSize || (progress["closedAt"] as Date?) != nil else { return false }
+                try db.execute(sql: "DELETE FROM opening_queue WHERE openingId = ?", arguments: [openingId])
+                return true
+            }
+            if isDone { break }
+        }
+        return queued
     }
 
     /// Closes enrolment: the course page collects signups again, and announcements of the closed
@@ -87,6 +163,7 @@ extension AppDatabase {
             guard var opening = try Self.currentOpening(db, courseId: courseId) else { return nil }
             opening.closedAt = now
             try opening.update(db)
+            try db.execute(sql: "DELETE FROM opening_queue WHERE openingId = ?", arguments: [opening.id])
             try Self.applySentRecords(db)
             try db.execute(
                 sql:

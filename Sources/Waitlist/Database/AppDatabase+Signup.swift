@@ -67,67 +67,73 @@ extension AppDatabase {
         client: ClientContext,
         now: Date = Date()
     ) throws -> SignupOutcome {
-        try writer.write { db in
-            let known = try Row.fetchOne(
-                db.cachedStatement(sql: "SELECT id, status, confirmedAt FROM subscriber WHERE courseId = ? AND emailKey = ?"),
-                arguments: [courseId, email.key])
-            let status: SubscriberStatus? = known?["status"]
-            // Confirmations since the last confirmation (none for an address never seen).
-            let earlier = try Row.fetchOne(
-                db.cachedStatement(
-                    sql: """
-                        SELECT count(*) AS n, max(createdAt) AS last FROM outbox
-                        WHERE subscriberId = ? AND kind = 'confirmation' AND state != 'cancelled' AND createdAt > ?
-                        """), arguments: [known?["id"] as Int64?, (known?["confirmedAt"] as Date?) ?? Date.distantPast])!
-            let outcome: SignupOutcome
-            switch status {
-            case nil: outcome = .confirmationQueued
-            case .confirmed: outcome = .alreadyConfirmed
-            case .bounced: outcome = .suppressed
-            case .pending, .unsubscribed:
-                let last: Date? = earlier["last"]
-                if (earlier["n"] as Int) >= Self.maximumConfirmations {
-                    outcome = .throttled
-                } else if let last, now.timeIntervalSince(last) < Self.confirmationInterval {
-                    outcome = .throttled
-                } else {
-                    outcome = .confirmationQueued
-                }
+        try writer.write { db in try Self.subscribe(db, email: email, courseId: courseId, language: language, client: client, now: now) }
+    }
+
+    /// The statements of a signup (``subscribe(email:courseId:language:client:now:)``), inside a
+    /// transaction of the caller's.
+    static func subscribe(
+        _ db: Database, email: EmailAddress, courseId: Int64, language: Language, client: ClientContext, now: Date
+    ) throws -> SignupOutcome {
+        let known = try Row.fetchOne(
+            db.cachedStatement(sql: "SELECT id, status, confirmedAt FROM subscriber WHERE courseId = ? AND emailKey = ?"),
+            arguments: [courseId, email.key])
+        let status: SubscriberStatus? = known?["status"]
+        // Confirmations since the last confirmation (none for an address never seen).
+        let earlier = try Row.fetchOne(
+            db.cachedStatement(
+                sql: """
+                    SELECT count(*) AS n, max(createdAt) AS last FROM outbox
+                    WHERE subscriberId = ? AND kind = 'confirmation' AND state != 'cancelled' AND createdAt > ?
+                    """), arguments: [known?["id"] as Int64?, (known?["confirmedAt"] as Date?) ?? Date.distantPast])!
+        let outcome: SignupOutcome
+        switch status {
+        case nil: outcome = .confirmationQueued
+        case .confirmed: outcome = .alreadyConfirmed
+        case .bounced: outcome = .suppressed
+        case .pending, .unsubscribed:
+            let last: Date? = earlier["last"]
+            if (earlier["n"] as Int) >= Self.maximumConfirmations {
+                outcome = .throttled
+            } else if let last, now.timeIntervalSince(last) < Self.confirmationInterval {
+                outcome = .throttled
+            } else {
+                outcome = .confirmationQueued
             }
-            let queues = outcome == .confirmationQueued
-            let arguments: StatementArguments = [
-                "course": courseId, "email": email.value, "key": email.key, "language": language, "now": now,
-                "source": client.source, "ip": client.ip, "userAgent": client.userAgent, "queues": queues,
-            ]
-            let id = try Int64.fetchOne(
-                db.cachedStatement(
-                    sql: """
-                        INSERT INTO subscriber (courseId, email, emailKey, language, status, createdAt, signupSource, signupIP, signupUserAgent)
-                        VALUES (:course, :email, :key, :language, 'pending', :now, :source, :ip, :userAgent)
-                        ON CONFLICT (courseId, emailKey) DO UPDATE SET
-                            status = CASE WHEN :queues THEN 'pending' ELSE status END,
-                            language = CASE WHEN :queues THEN excluded.language ELSE language END,
-                            signupSource = CASE WHEN :queues THEN excluded.signupSource ELSE signupSource END,
-                            signupIP = CASE WHEN :queues THEN excluded.signupIP ELSE signupIP END,
-                            signupUserAgent = CASE WHEN :queues THEN excluded.signupUserAgent ELSE signupUserAgent END
-                        RETURNING id
-                        """), arguments: arguments)!
-            var written = arguments
-            written += ["id": id]
-            try db.cachedStatement(
-                sql: """
-                    INSERT INTO consent_event (subscriberId, kind, at, source, ip, userAgent)
-                    SELECT :id, 'signup', :now, :source, :ip, :userAgent WHERE :queues
-                    """
-            ).execute(arguments: written)
-            try db.cachedStatement(
-                sql: """
-                    INSERT INTO outbox (kind, subscriberId, openingId, state, attempts, nextAttemptAt, createdAt)
-                    SELECT 'confirmation', :id, NULL, 'queued', 0, :now, :now WHERE :queues
-                    """
-            ).execute(arguments: written)
-            return outcome
         }
+        let queues = outcome == .confirmationQueued
+        let arguments: StatementArguments = [
+            "course": courseId, "email": email.value, "key": email.key, "language": language, "now": now,
+            "source": client.source, "ip": client.ip, "userAgent": client.userAgent, "queues": queues,
+        ]
+        let id = try Int64.fetchOne(
+            db.cachedStatement(
+                sql: """
+                    INSERT INTO subscriber (courseId, email, emailKey, language, status, createdAt, signupSource, signupIP, signupUserAgent)
+                    VALUES (:course, :email, :key, :language, 'pending', :now, :source, :ip, :userAgent)
+                    ON CONFLICT (courseId, emailKey) DO UPDATE SET
+                        status = CASE WHEN :queues THEN 'pending' ELSE status END,
+                        language = CASE WHEN :queues THEN excluded.language ELSE language END,
+                        signupSource = CASE WHEN :queues THEN excluded.signupSource ELSE signupSource END,
+                        signupIP = CASE WHEN :queues THEN excluded.signupIP ELSE signupIP END,
+                        signupUserAgent = CASE WHEN :queues THEN excluded.signupUserAgent ELSE signupUserAgent END
+                    RETURNING id
+                    """), arguments: arguments)!
+        var written = arguments
+        written += ["id": id]
+        try db.cachedStatement(
+            sql: """
+                INSERT INTO consent_event (subscriberId, kind, at, source, ip, userAgent)
+                SELECT :id, 'signup', :now, :source, :ip, :userAgent WHERE :queues
+                """
+        ).execute(arguments: written)
+        try db.cachedStatement(
+            sql: """
+                INSERT INTO outbox (kind, subscriberId, openingId, state, attempts, nextAttemptAt, createdAt)
+                SELECT 'confirmation', :id, NULL, 'queued', 0, :now, :now WHERE :queues
+                """
+        ).execute(arguments: written)
+        return outcome
     }
 
     // MARK: - Tokens

@@ -6,10 +6,16 @@ import GRDB
 public struct AppDatabase: Sendable {
     /// The connection pool (a file) or queue (in memory, for tests).
     let writer: any DatabaseWriter
+    /// The server's signups, written together while a commit is in flight (``subscribeDurably(email:courseId:language:client:now:)``).
+    let signups: SignupWriter
 
     /// Wraps a writer and brings its schema up to date.
-    public init(_ writer: any DatabaseWriter) throws {
+    ///
+    /// - Parameter longestSignupWait: how long a server's signup may wait for the write lock before
+    ///   it is answered "unavailable".
+    public init(_ writer: any DatabaseWriter, longestSignupWait: Duration = .seconds(AppDatabase.defaultBusyTimeout)) throws {
         self.writer = writer
+        self.signups = SignupWriter(writer: writer, health: StorageHealth(), longestWait: longestSignupWait)
         try Self.migrator.migrate(writer)
     }
 
@@ -18,12 +24,16 @@ public struct AppDatabase: Sendable {
     ///
     /// An existing file is looked at first (``inspect(path:)``): another program's file, a damaged
     /// one or one of a newer version is refused and left as it was.
-    public static func open(path: String) throws(WaitlistError) -> AppDatabase {
+    ///
+    /// - Parameter busyTimeout: how long a write waits for another connection's write lock (seconds).
+    public static func open(path: String, busyTimeout: TimeInterval = defaultBusyTimeout) throws(WaitlistError) -> AppDatabase {
         try inspect(path: path)
         do {
             let directory = URL(fileURLWithPath: path).deletingLastPathComponent().path
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-            return try AppDatabase(DatabasePool(path: path, configuration: makeConfiguration()))
+            return try AppDatabase(
+                DatabasePool(path: path, configuration: makeConfiguration(busyTimeout: busyTimeout)),
+                longestSignupWait: .seconds(busyTimeout))
         } catch let error as DatabaseError where [.SQLITE_NOTADB, .SQLITE_CORRUPT].contains(error.resultCode) {
             throw WaitlistError(.data, "The database \(path) is damaged: \(Self.describe(error)). Restore it from a backup.")
         } catch {
@@ -36,11 +46,14 @@ public struct AppDatabase: Sendable {
         try AppDatabase(DatabaseQueue(configuration: makeConfiguration()))
     }
 
-    private static func makeConfiguration() -> Configuration {
+    private static func makeConfiguration(busyTimeout: TimeInterval = defaultBusyTimeout) -> Configuration {
         var configuration = Configuration()
         configuration.foreignKeysEnabled = true
-        // Another process (the server's worker, a `waitlist send`) may hold the write lock briefly.
-        configuration.busyMode = .timeout(10)
+        // Another process (the server's worker, a `waitlist send`, an `open` queuing a chunk) may
+        // hold the write lock briefly; every write is short, so a longer wait means trouble.
+        configuration.busyMode = .timeout(busyTimeout)
+        // A commit is on the disk when it returns: a `202` survives a power cut.
+        configuration.prepareDatabase { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
         configuration.label = "waitlist"
         return configuration
     }

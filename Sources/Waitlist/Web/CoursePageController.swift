@@ -21,9 +21,9 @@ struct CoursePageController: Sendable {
     /// The only course's page, or a list when there are several.
     @Sendable func home(request: Request, context: AppRequestContext) async throws -> Response {
         let language = request.preferredLanguage
-        let courses = try database.courses()
+        let courses = try await database.perform { try $0.courses() }
         if courses.count == 1, let course = courses.first {
-            return try render(course: course, language: language, switchPath: "/")
+            return try await render(course: course, language: language, switchPath: "/")
         }
         let query = language == .ru ? "" : "?lang=\(language.rawValue)"
         return pages.page(
@@ -33,13 +33,15 @@ struct CoursePageController: Sendable {
     }
 
     @Sendable func coursePage(request: Request, context: AppRequestContext) async throws -> Response {
-        let course = try database.resolveCourse(slug: try context.parameters.require("slug"))
-        return try render(course: course, language: request.preferredLanguage, switchPath: "/courses/\(course.slug)")
+        let slug = try context.parameters.require("slug")
+        let course = try await database.perform { try $0.resolveCourse(slug: slug) }
+        return try await render(course: course, language: request.preferredLanguage, switchPath: "/courses/\(course.slug)")
     }
 
     /// The "check your inbox" page a form signup is sent to.
     @Sendable func checkInbox(request: Request, context: AppRequestContext) async throws -> Response {
-        let course = try database.resolveCourse(slug: try context.parameters.require("slug"))
+        let slug = try context.parameters.require("slug")
+        let course = try await database.perform { try $0.resolveCourse(slug: slug) }
         return checkInboxPage(course: course, language: request.preferredLanguage)
     }
 
@@ -57,12 +59,13 @@ struct CoursePageController: Sendable {
     func render(
         course: Course, language: Language, switchPath: String, status: HTTPResponse.Status = .ok, email: String? = nil,
         error: String? = nil, notice: String? = nil, framed: Bool = false
-    ) throws -> Response {
+    ) async throws -> Response {
         var context: [String: Any] = ["course": Self.words(of: course, in: language)]
         // The embed's post names its language in the address too, for the answers given before its body is read (429).
         context["formAction"] = framed ? embedPath(course, language) : "/subscribe"
         if framed { context["framed"] = true }
-        if let opening = try database.currentOpening(courseId: course.id!) {
+        let courseId = course.id!
+        if let opening = try await database.perform({ try $0.currentOpening(courseId: courseId) }) {
             context["opening"] = ["date": MailComposer.humanDate(opening.date, language: language), "enrolURL": opening.enrolURL]
         }
         context["antiBot"] = ["name": "stamp", "value": formStamp.issue(course: course.slug, now: now())]

@@ -15,8 +15,9 @@ struct EmbedController: Sendable {
     }
 
     @Sendable func form(request: Request, context: AppRequestContext) async throws -> Response {
-        let course = try coursePages.database.resolveCourse(slug: try context.parameters.require("slug"))
-        return try coursePages.render(
+        let slug = try context.parameters.require("slug")
+        let course = try await coursePages.database.perform { try $0.resolveCourse(slug: slug) }
+        return try await coursePages.render(
             course: course, language: request.preferredLanguage, switchPath: "/embed/\(course.slug)", framed: true)
     }
 

@@ -1,4 +1,5 @@
 import Foundation
+import GRDB
 import HTTPTypes
 import Hummingbird
 import Logging
@@ -23,6 +24,11 @@ struct ErrorPageMiddleware<Context: RequestContext>: RouterMiddleware {
                 case .unavailable: .serviceUnavailable
                 }
             return respond(to: request, status: status, headers: [:], message: error.message)
+        } catch let error as DatabaseError {
+            // The database cannot answer now (locked past the busy timeout, disk full): try again later.
+            context.logger.error("Database unavailable", metadata: ["error": "\(AppDatabase.describe(error))"])
+            return respond(
+                to: request, status: .serviceUnavailable, headers: [:], message: "The service is busy; try again in a few seconds.")
         } catch {
             context.logger.error("Request failed", metadata: ["error": "\(String(reflecting: error))"])
             return respond(to: request, status: .internalServerError, headers: [:], message: nil)
@@ -40,6 +46,9 @@ struct ErrorPageMiddleware<Context: RequestContext>: RouterMiddleware {
         }
         for field in headers where field.name != .contentType && field.name != .contentLength {
             response.headers.append(field)
+        }
+        if status == .serviceUnavailable && response.headers[.retryAfter] == nil {
+            response.headers[.retryAfter] = String(AppDatabase.retryAfterSeconds)
         }
         return response
     }
@@ -133,6 +142,7 @@ enum JSONReply {
         case 413: "too_large"
         case 415: "unsupported_media_type"
         case 429: "too_many_requests"
+        case 503: "unavailable"
         case 400..<500: "bad_request"
         default: "server_error"
         }

@@ -10,12 +10,15 @@ struct OperationsController: Sendable {
         router.get("/healthz", use: health)
     }
 
-    /// `200 ok` when the database answers, `503` otherwise.
+    /// `200 ok` when the database answers a read, its last write did not fail and its disk has
+    /// room; `503` with the reason otherwise. A probe never writes.
     @Sendable func health(request: Request, context: AppRequestContext) async throws -> Response {
-        let healthy = await database.isHealthy()
+        let report = await database.healthReport()
+        var headers: HTTPFields = [.contentType: "text/plain; charset=utf-8", .cacheControl: "no-store"]
+        if report.problem != nil { headers[.retryAfter] = String(AppDatabase.retryAfterSeconds) }
         return Response(
-            status: healthy ? .ok : .serviceUnavailable, headers: [.contentType: "text/plain; charset=utf-8", .cacheControl: "no-store"],
-            body: .init(byteBuffer: ByteBuffer(string: healthy ? "ok\n" : "database unavailable\n")))
+            status: report.problem == nil ? .ok : .serviceUnavailable, headers: headers,
+            body: .init(byteBuffer: ByteBuffer(string: report.problem.map { "unavailable: \($0)\n" } ?? "ok\n")))
     }
 }
 
@@ -32,7 +35,7 @@ struct MetricsController: Sendable {
 
     /// Every metric in the Prometheus text format.
     @Sendable func exposeMetrics(request: Request, context: BasicRequestContext) async throws -> Response {
-        try readGauges()
+        try await database.perform { [self] _ in try readGauges() }
         return Response(
             status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8", .cacheControl: "no-store"],
             body: .init(byteBuffer: ByteBuffer(bytes: metrics.emitToBuffer())))

@@ -48,6 +48,7 @@ public struct Pages: Sendable {
             case 413: (words.errorTitle, words.tooLargeText)
             case 429: (words.tooManyTitle, words.tooManyText)
             case 400..<500: (words.errorTitle, detail ?? words.badRequestText)
+            case 503: (words.unavailableTitle, words.unavailableText)
             default: (words.errorTitle, words.serverErrorText)
             }
         let link = framed ? nil : (href: "/", label: words.backToCourse)

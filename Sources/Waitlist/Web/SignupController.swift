@@ -59,7 +59,7 @@ struct SignupController: Sendable {
         }
         let language = fields["locale"].flatMap(Language.init(tag:)) ?? request.preferredLanguage
         let slug = framed ? context.parameters.get("slug") : fields["course"].flatMap { $0.isEmpty ? nil : $0 }
-        let course = try course(named: slug, language: language)
+        let course = try await course(named: slug, language: language)
         let checkInbox =
             framed
             ? coursePages.checkInboxPage(course: course, language: language, framed: true)
@@ -69,7 +69,7 @@ struct SignupController: Sendable {
             address = try EmailAddress(email)
         } catch {
             let message = PageWords.of(language).invalidEmail.message(for: error)
-            return try coursePages.render(
+            return try await coursePages.render(
                 course: course, language: language, switchPath: "/courses/\(course.slug)", status: .unprocessableContent,
                 email: String(email.prefix(254)), error: message, framed: framed)
         }
@@ -83,20 +83,20 @@ struct SignupController: Sendable {
         let verdict = formStamp.verify(stamp, course: course.slug, now: now())
         if verdict == .stale, fields["website"]?.isEmpty != false {
             // A tab left open for hours: the form again, with its address, and a word to send it once more.
-            return try coursePages.render(
+            return try await coursePages.render(
                 course: course, language: language, switchPath: "/courses/\(course.slug)", email: String(email.prefix(254)),
                 notice: PageWords.of(language).staleForm, framed: framed)
         }
         // A bot fills the hidden field, submits faster than a person can, or sends one stamp again;
         // it gets the same answer and no mail.
         guard fields["website"]?.isEmpty != false, verdict == .plausible, let stamp, let expiry = formStamp.expiry(of: stamp),
-            try database.spendFormStamp(stamp, expiresAt: expiry)
+            try await database.perform({ try $0.spendFormStamp(stamp, expiresAt: expiry) })
         else {
             Counter(label: "waitlist_signups_refused_total", dimensions: [("reason", "bot")]).increment()
             context.logger.debug("Signup looked automated", metadata: ["stamp": "\(verdict)"])
             return checkInbox
         }
-        try record(address, course: course, language: language, request: request, context: context)
+        try await record(address, course: course, language: language, request: request, context: context)
         return checkInbox
     }
 
@@ -126,14 +126,14 @@ struct SignupController: Sendable {
                 message: "The body must be a JSON object with a string \"email\" and optional \"course\" and \"locale\".")
         }
         let language = signup.locale.flatMap(Language.init(tag:)) ?? .ru
-        let course = try course(named: signup.course, language: language)
+        let course = try await course(named: signup.course, language: language)
         let address: EmailAddress
         do {
             address = try EmailAddress(signup.email)
         } catch {
             return JSONReply.error(status: .unprocessableContent, code: "invalid_email", message: error.message)
         }
-        try record(address, course: course, language: language, request: request, context: context)
+        try await record(address, course: course, language: language, request: request, context: context)
         return JSONReply.body(["status": "pending"], status: .accepted)
     }
 
@@ -155,9 +155,9 @@ struct SignupController: Sendable {
 
     /// The course a signup names, or the only one; refusals in a visitor's words (the database's
     /// own are for the operator at the command line).
-    private func course(named slug: String?, language: Language) throws -> Course {
+    private func course(named slug: String?, language: Language) async throws -> Course {
         do {
-            return try database.resolveCourse(slug: slug)
+            return try await database.perform { try $0.resolveCourse(slug: slug) }
         } catch let error as WaitlistError where error.kind == .notFound {
             throw HTTPError(.notFound, message: PageWords.of(language).noSuchCourse)
         } catch let error as WaitlistError where error.kind == .usage {
@@ -209,11 +209,15 @@ struct SignupController: Sendable {
         }
     }
 
-    private func record(_ address: EmailAddress, course: Course, language: Language, request: Request, context: AppRequestContext) throws {
+    /// Writes the signup through the group commit; answers only once it is on the disk.
+    private func record(
+        _ address: EmailAddress, course: Course, language: Language, request: Request, context: AppRequestContext
+    ) async throws {
         let client = ClientContext(
             source: request.signupSource, ip: clientAddresses.clientAddress(of: request, peer: context.remoteAddress),
             userAgent: request.headers[.userAgent])
-        let outcome = try database.subscribe(email: address, courseId: course.id!, language: language, client: client, now: now())
+        let outcome = try await database.subscribeDurably(
+            email: address, courseId: course.id!, language: language, client: client, now: now())
         Counter(label: "waitlist_signups_total", dimensions: [("course", course.slug)]).increment()
         context.logger.debug("Signup", metadata: ["course": "\(course.slug)", "outcome": "\(outcome)"])
         if outcome == .confirmationQueued { mailQueued() }

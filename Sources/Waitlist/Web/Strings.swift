@@ -49,6 +49,8 @@ struct PageWords: Sendable {
     let tooManyText: String
     let tooLargeText: String
     let serverErrorText: String
+    let unavailableTitle: String
+    let unavailableText: String
     /// Why an address typed in the form was refused.
     let invalidEmail: InvalidEmailWords
 
@@ -150,6 +152,8 @@ struct PageWords: Sendable {
         tooManyText: "С этого адреса пришло слишком много заявок. Попробуйте позже.",
         tooLargeText: "Запрос слишком большой.",
         serverErrorText: "На сервере произошла ошибка. Попробуйте ещё раз чуть позже.",
+        unavailableTitle: "Сервис перегружен",
+        unavailableText: "Сейчас сервис не может ничего сохранить, и ваш запрос не сохранён. Попробуйте ещё раз через несколько секунд.",
         invalidEmail: InvalidEmailWords(
             empty: "Введите адрес электронной почты.",
             tooLong: "Адрес слишком длинный: не больше 254 символов.",
@@ -206,6 +210,8 @@ struct PageWords: Sendable {
         tooManyText: "Too many signups came from your address. Please try again later.",
         tooLargeText: "The request is too large.",
         serverErrorText: "The server failed. Please try again a little later.",
+        unavailableTitle: "Service busy",
+        unavailableText: "The service cannot save anything right now, and your request was not saved. Please try again in a few seconds.",
         invalidEmail: InvalidEmailWords(
             empty: "Please enter your email address.",
             tooLong: "That address is too long: at most 254 characters.",

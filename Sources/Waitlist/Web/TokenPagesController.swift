@@ -25,13 +25,14 @@ struct TokenPagesController: Sendable {
     @Sendable func showConfirm(request: Request, context: AppRequestContext) async throws -> Response {
         let language = request.preferredLanguage
         guard let token = token(in: context) else { return unknownLink(language) }
-        switch try database.lookUp(token, purpose: .confirm, now: now()) {
+        let now = now()
+        switch try await database.perform({ try $0.lookUp(token, purpose: .confirm, now: now) }) {
         case .alreadyDone(let subscriber, let course): return alreadyConfirmed(subscriber, course)
         case .valid(let subscriber, let course):
             let words = PageWords.of(subscriber.language)
             // Right after the mail went out, whoever opens the link is most likely a mail scanner: the button only.
-            let mailedAt = try database.confirmationMailedAt(token)
-            let autoSubmit = mailedAt.map { now().timeIntervalSince($0) >= Self.scannerWindow } ?? true
+            let mailedAt = try await database.perform { try $0.confirmationMailedAt(token) }
+            let autoSubmit = mailedAt.map { now.timeIntervalSince($0) >= Self.scannerWindow } ?? true
             return pages.page(
                 "token-action", language: subscriber.language, title: words.confirmTitle,
                 context: [
@@ -49,7 +50,8 @@ struct TokenPagesController: Sendable {
         let client = ClientContext(
             source: nil, ip: clientAddresses.clientAddress(of: request, peer: context.remoteAddress), userAgent: request.headers[.userAgent]
         )
-        switch try database.confirm(token, client: client, now: now()) {
+        let now = now()
+        switch try await database.perform({ try $0.confirm(token, client: client, now: now) }) {
         case .valid(let subscriber, let course):
             let words = PageWords.of(subscriber.language)
             return pages.message(
@@ -66,7 +68,8 @@ struct TokenPagesController: Sendable {
     @Sendable func showUnsubscribe(request: Request, context: AppRequestContext) async throws -> Response {
         let language = request.preferredLanguage
         guard let token = token(in: context) else { return unknownLink(language) }
-        switch try database.lookUp(token, purpose: .unsubscribe, now: now()) {
+        let now = now()
+        switch try await database.perform({ try $0.lookUp(token, purpose: .unsubscribe, now: now) }) {
         case .valid(let subscriber, let course):
             let words = PageWords.of(subscriber.language)
             if subscriber.status == .unsubscribed {
@@ -88,7 +91,8 @@ struct TokenPagesController: Sendable {
     @Sendable func unsubscribe(request: Request, context: AppRequestContext) async throws -> Response {
         let language = request.preferredLanguage
         guard let token = token(in: context) else { return unknownLink(language) }
-        switch try database.unsubscribe(token, now: now()) {
+        let now = now()
+        switch try await database.perform({ try $0.unsubscribe(token, now: now) }) {
         case .valid(let subscriber, let course):
             let words = PageWords.of(subscriber.language)
             return pages.message(

@@ -24,6 +24,8 @@ final class GroupCommit<Item>: @unchecked Sendable {
         var items: [Item] = []
         var isWritten = false
         var failure: (any Error)?
+        /// Tasks awaiting this group (``Ticket/written()``), resumed once it is written.
+        var awaiting: [CheckedContinuation<Void, any Error>] = []
     }
 
     /// A claim on the outcome of one submitted item.
@@ -42,6 +44,25 @@ final class GroupCommit<Item>: @unchecked Sendable {
             while !group.isWritten { owner.condition.wait() }
             owner.condition.unlock()
             if let failure = group.failure { throw failure }
+        }
+
+        /// Awaits, without holding a thread, the commit of the transaction holding the item; throws
+        /// what writing it threw.
+        func written() async throws {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+                owner.condition.lock()
+                guard !group.isWritten else {
+                    owner.condition.unlock()
+                    continuation.resume(with: group.failure.map { .failure($0) } ?? .success(()))
+                    return
+                }
+                group.awaiting.append(continuation)
+                if group === owner.gathering && !owner.isDemanded {
+                    owner.isDemanded = true
+                    owner.condition.broadcast()
+                }
+                owner.condition.unlock()
+            }
         }
     }
 
@@ -116,6 +137,11 @@ final class GroupCommit<Item>: @unchecked Sendable {
             condition.lock()
             writing.isWritten = true
             condition.broadcast()
+            let awaiting = writing.awaiting
+            writing.awaiting = []
+            for continuation in awaiting {
+                continuation.resume(with: writing.failure.map { .failure($0) } ?? .success(()))
+            }
         }
     }
 }

@@ -1,0 +1,212 @@
+import Foundation
+import GRDB
+
+/// One signup handed to the signup writer: what to write, and once its transaction is over, what
+/// it did or why it was not written. Written on the writer thread, read by the request after
+/// ``GroupCommit/Ticket/written()`` (the group commit's lock orders the two).
+final class PendingSignup: @unchecked Sendable {
+    let email: EmailAddress
+    let courseId: Int64
+    let language: Language
+    let client: ClientContext
+    let now: Date
+    /// When the request handed it over (monotonic), for the bound on the wait.
+    let submitted = ContinuousClock.now
+    var outcome: SignupOutcome?
+    var failure: (any Error)?
+
+    init(email: EmailAddress, courseId: Int64, language: Language, client: ClientContext, now: Date) {
+        self.email = email
+        self.courseId = courseId
+        self.language = language
+        self.client = client
+        self.now = now
+    }
+}
+
+/// Writes the server's signups: those that arrive while a transaction is being committed go
+/// together into the next one, each request answered after its own commit; a lone signup is
+/// written at once. A signup that waited longer than ``longestWait`` for the writer (another process
+/// holds the write lock) is answered "unavailable" without being written, and a transaction that
+/// fails (locked, disk full) writes none of its signups.
+final class SignupWriter: Sendable {
+    /// How long a signup may wait for its transaction to begin.
+    let longestWait: Duration
+    let health: StorageHealth
+    private let commits: GroupCommit<PendingSignup>
+
+    init(writer: any DatabaseWriter, health: StorageHealth, longestWait: Duration) {
+        self.longestWait = longestWait
+        self.health = health
+        commits = GroupCommit(threadName: "waitlist.signups") { signups in
+            Self.write(signups, to: writer, health: health, longestWait: longestWait)
+        }
+    }
+
+    /// Writes `signup` with whatever else is waiting and returns what it did.
+    ///
+    /// - Throws: `WaitlistError(.unavailable)` when the database could not take the write in time.
+    func subscribe(_ signup: PendingSignup) async throws -> SignupOutcome {
+        try await commits.submit(signup).written()
+        if let failure = signup.failure { throw failure }
+        guard let outcome = signup.outcome else { throw AppDatabase.unavailable(nil) }
+        return outcome
+    }
+
+    /// One transaction for every signup that has not waited too long; each in a savepoint, so that
+    /// one refused signup (a course deleted meanwhile) leaves the others in.
+    private static func write(_ signups: [PendingSignup], to writer: any DatabaseWriter, health: StorageHealth, longestWait: Duration) {
+        var due: [PendingSignup] = []
+        for signup in signups {
+            if signup.submitted.duration(to: .now) > longestWait {
+                signup.failure = AppDatabase.unavailable(nil)
+            } else {
+                due.append(signup)
+            }
+        }
+        if due.count < signups.count { health.recordFailure("signups waited too long for the database's write lock") }
+        guard !due.isEmpty else { return }
+        do {
+            try writer.write { db in
+                for signup in due {
+                    do {
+                        try db.inSavepoint {
+                            signup.outcome = try AppDatabase.subscribe(
+                                db, email: signup.email, courseId: signup.courseId, language: signup.language, client: signup.client,
+                                now: signup.now)
+                            return .commit
+                        }
+                    } catch let error as DatabaseError where AppDatabase.isUnavailability(error) {
+                        throw error
+                    } catch {
+                        signup.failure = error
+                    }
+                }
+            }
+            health.recordSuccess()
+        } catch {
+            // The transaction was rolled back: none of its signups is written.
+            for signup in due {
+                signup.outcome = nil
+                signup.failure = AppDatabase.unavailable(error)
+            }
+            health.recordFailure(AppDatabase.describe(error))
+        }
+    }
+}
+
+/// What the server knows of its database's health without writing: the last result of the signup
+/// writer. ``AppDatabase/healthReport()`` adds a read and the free disk space.
+final class StorageHealth: @unchecked Sendable {
+    private let lock = NSLock()
+    private var lastFailure: (at: ContinuousClock.Instant, reason: String)?
+    private var committed = 0
+
+    /// How many signup transactions were committed.
+    var commits: Int { lock.withLock { committed } }
+
+    func recordSuccess() {
+        lock.withLock {
+            lastFailure = nil
+            committed += 1
+        }
+    }
+
+    func recordFailure(_ reason: String) {
+        lock.withLock { lastFailure = (.now, reason) }
+    }
+
+    /// The reason of the last write when it failed within `window` and nothing was written since.
+    func recentFailure(within window: Duration) -> String? {
+        lock.withLock {
+            guard let lastFailure, lastFailure.at.duration(to: .now) <= window else { return nil }
+            return lastFailure.reason
+        }
+    }
+}
+
+/// What `/healthz` says.
+public struct StorageReport: Sendable, Equatable {
+    /// `nil` when all is well, else why the database cannot take signups.
+    public var problem: String?
+    /// Free bytes on the database's file system, when it is a file.
+    public var freeBytes: Int64?
+}
+
+extension AppDatabase {
+    /// How long a server's signup (and any other write) waits for SQLite's write lock.
+    public static let defaultBusyTimeout: TimeInterval = 3
+    /// What a client told "unavailable" is asked to wait before trying again (`Retry-After`, seconds).
+    public static let retryAfterSeconds = 5
+    /// Below this much free disk space, `/healthz` reports the database as unable to take writes.
+    public static let lowestFreeSpace: Int64 = 16 << 20
+    /// How long a failed write keeps `/healthz` at `503` when no write succeeded since.
+    static let failureMemory: Duration = .seconds(30)
+
+    /// The error of a write the database could not take in time or for lack of space.
+    static func unavailable(_ error: (any Error)?) -> WaitlistError {
+        if let error = error as? DatabaseError, [.SQLITE_FULL].contains(error.resultCode) {
+            return WaitlistError(.unavailable, "The database's disk is full; try again later.")
+        }
+        return WaitlistError(.unavailable, "The database is busy; try again in a few seconds.")
+    }
+
+    /// Whether a database error is one of the moment (locked, busy, disk full or failing) rather than of the request.
+    static func isUnavailability(_ error: DatabaseError) -> Bool {
+        [.SQLITE_BUSY, .SQLITE_LOCKED, .SQLITE_FULL, .SQLITE_IOERR, .SQLITE_CANTOPEN, .SQLITE_READONLY, .SQLITE_PROTOCOL]
+            .contains(error.resultCode)
+    }
+
+    // MARK: - Durable signups
+
+    /// Records a signup as ``subscribe(email:courseId:language:client:now:)`` does, through the
+    /// server's group commit: the call returns once the signup's transaction is committed
+    /// (`synchronous=FULL`), without holding a thread meanwhile.
+    ///
+    /// - Throws: `WaitlistError(.unavailable)` when the database cannot take the write within a few
+    ///   seconds (another process holds the write lock, the disk is full); nothing is written then.
+    public func subscribeDurably(
+        email: EmailAddress, courseId: Int64, language: Language, client: ClientContext, now: Date = Date()
+    ) async throws -> SignupOutcome {
+        try await signups.subscribe(PendingSignup(email: email, courseId: courseId, language: language, client: client, now: now))
+    }
+
+    // MARK: - Off the cooperative pool
+
+    /// The threads blocking database calls of requests run on: never Swift's cooperative pool,
+    /// whose few threads every request needs.
+    private static let blockingQueue = DispatchQueue(label: "waitlist.database", qos: .userInitiated, attributes: .concurrent)
+
+    /// Runs `work` (blocking database calls) on the database's own threads and awaits its result.
+    public func perform<T: Sendable>(_ work: @escaping @Sendable (AppDatabase) throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            Self.blockingQueue.async { continuation.resume(with: Result { try work(self) }) }
+        }
+    }
+
+    // MARK: - Health
+
+    /// A read, the signup writer's last result and the free disk space: never a write.
+    public func healthReport() async -> StorageReport {
+        let path = writer.path
+        let readable = (try? await perform { database in try database.writer.read { db in try Int.fetchOne(db, sql: "SELECT 1") } }) == 1
+        var report = StorageReport(problem: nil, freeBytes: Self.freeBytes(near: path))
+        if !readable {
+            report.problem = "the database cannot be read"
+        } else if let failure = signups.health.recentFailure(within: Self.failureMemory) {
+            report.problem = "the last write failed: \(failure)"
+        } else if let free = report.freeBytes, free < Self.lowestFreeSpace {
+            report.problem = "the database's disk is nearly full (\(free >> 10) KiB free)"
+        }
+        return report
+    }
+
+    /// The free bytes on the file system holding `path` (`nil` in memory or when unknown).
+    static func freeBytes(near path: String) -> Int64? {
+        guard !path.isEmpty, path != ":memory:" else { return nil }
+        var stats = statvfs()
+        let directory = URL(fileURLWithPath: path).deletingLastPathComponent().path
+        guard statvfs(directory, &stats) == 0 else { return nil }
+        return Int64(stats.f_bavail) * Int64(stats.f_frsize)
+    }
+}

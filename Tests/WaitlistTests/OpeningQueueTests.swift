@@ -1,0 +1,83 @@
+import Foundation
+import GRDB
+import Testing
+
+@testable import Waitlist
+
+@Suite("Queuing an opening in chunks")
+struct OpeningQueueTests {
+    private let enrol = "https://school.example/enrol"
+
+    /// Announcements per subscriber of the course's current opening.
+    private func announcements(_ database: AppDatabase) throws -> (total: Int, distinct: Int) {
+        try database.writer.read { db in
+            let row = try Row.fetchOne(
+                db, sql: "SELECT count(*) AS n, count(DISTINCT subscriberId) AS d FROM outbox WHERE kind = 'announcement'")!
+            return (row["n"], row["d"])
+        }
+    }
+
+    @Test("open queues in transactions of a chunk and records how far it got")
+    func openRecordsItsProgress() throws {
+        let cli = try CLIHarness()
+        defer { cli.cleanUp() }
+        _ = try cli.seedConfirmed(count: 25)
+        let database = try AppDatabase.open(path: cli.databasePath)
+
+        // When an open stops after the first of three chunks (as a crash would)
+        let result = try database.open(courseId: 1, date: "2027-03-15", enrolURL: enrol, chunkSize: 10, chunkLimit: 1)
+
+        // Then ten are queued, and the progress says up to whom
+        #expect(result.newlyQueued == 10)
+        #expect(try announcements(database) == (10, 10))
+        let progress = try database.writer.read { db in try Int64.fetchOne(db, sql: "SELECT queuedThrough FROM opening_queue") }
+        let tenth = try database.writer.read { db in
+            try Int64.fetchOne(db, sql: "SELECT id FROM subscriber WHERE status = 'confirmed' ORDER BY id LIMIT 1 OFFSET 9")
+        }
+        #expect(progress == tenth)
+
+        // When it runs to the end, everyone has one announcement and the progress is gone
+        let rest = try database.open(courseId: 1, date: "2027-03-15", enrolURL: enrol, chunkSize: 10)
+        #expect(rest.newlyQueued == 15)
+        #expect(try announcements(database) == (25, 25))
+        #expect(try database.writer.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM opening_queue") } == 0)
+    }
+
+    @Test("send completes an open interrupted while queuing: everyone is mailed once")
+    func sendCompletesAnInterruptedOpen() throws {
+        let cli = try CLIHarness()
+        defer { cli.cleanUp() }
+        _ = try cli.seedConfirmed(count: 25)
+        let database = try AppDatabase.open(path: cli.databasePath)
+        // Given an open that stopped after one chunk of ten
+        _ = try database.open(courseId: 1, date: "2027-03-15", enrolURL: enrol, chunkSize: 10, chunkLimit: 1)
+
+        // When `send` runs
+        let sent = try cli.run("send")
+
+        // Then it queued the other fifteen and mailed all twenty-five, each once
+        #expect(sent.status == 0, "\(sent.stderr)")
+        #expect(sent.stdout.contains("15 announcements queued"))
+        #expect(try announcements(database) == (25, 25))
+        #expect(cli.mailFiles().count == 25)
+        #expect(try cli.run("send").stdout.contains("queued") == false)
+        #expect(cli.mailFiles().count == 25)
+    }
+
+    @Test("open run again completes an interrupted open without mailing anyone twice")
+    func openAgainCompletesAnInterruptedOpen() throws {
+        let cli = try CLIHarness()
+        defer { cli.cleanUp() }
+        _ = try cli.seedConfirmed(count: 25)
+        let database = try AppDatabase.open(path: cli.databasePath)
+        _ = try database.open(courseId: 1, date: "2027-03-15", enrolURL: enrol, chunkSize: 10, chunkLimit: 2)
+        #expect(try announcements(database) == (20, 20))
+
+        let again = try cli.run("open", "--date", "2027-03-15", "--yes")
+
+        #expect(again.status == 0, "\(again.stderr)")
+        #expect(again.stdout.contains("5 announcements queued"))
+        #expect(try announcements(database) == (25, 25))
+        #expect(cli.mailFiles().count == 25)
+    }
+}

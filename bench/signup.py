@@ -1,0 +1,175 @@
+#!/usr/bin/env python3
+"""The driver of bench/signup (read that script's header and bench/README.md).
+
+Serves $WAITLIST_BIN on a free 127.0.0.1 port with a fresh database in a temporary folder, the rate
+limit off and the relay pointed at a closed port (the worker's confirmations fail and wait for a
+retry: what is measured is the signup, not the mail), then:
+
+1. `wrk --latency` on GET /healthz and on POST /api/subscribe (bench/signup.lua: a new address per
+   request) at 1, 16 and 64 connections, 2 threads, BENCH_SECONDS each: requests a second, p50, p99.
+2. Single-row `synchronous=FULL` commits a second in WAL mode on the same disk, Python's sqlite3.
+3. BENCH_RECIPIENTS confirmed subscribers written straight into the database, then `waitlist open`
+   while 16 keep-alive clients sign up: the signup p50/p99/max while `open` queues (from its start
+   to its "announcements queued" line).
+"""
+
+import http.client
+import json
+import os
+import re
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+BINARY = Path(os.environ["WAITLIST_BIN"])
+SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
+RECIPIENTS = int(os.environ.get("BENCH_RECIPIENTS", "1000000"))
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def milliseconds(text: str) -> float:
+    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()
+    return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def wrk(url: str, connections: int, script: list[str], label: list[str] = []) -> dict:
+    """One wrk run: requests a second, p50 and p99 in ms, and the answers that were not 202."""
+    threads = min(2, connections)
+    out = subprocess.run(
+        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{SECONDS}s", "--latency", *script, url, *label],
+        capture_output=True, text=True, timeout=SECONDS + 60, check=True).stdout
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    p50 = milliseconds(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))
+    p99 = milliseconds(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))
+    refused = re.search(r"not202 (\d+)", out)
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {"rate": rate, "p50": p50, "p99": p99, "refused": int(refused.group(1)) if refused else (int(errors.group(1)) if errors else 0)}
+
+
+def single_commits(folder: Path, seconds: float = 5) -> float:
+    """Single-row synchronous=FULL commits a second, WAL, one connection."""
+    with sqlite3.connect(folder / "commits.sqlite", isolation_level=None) as db:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
+        count, started = 0, time.perf_counter()
+        while time.perf_counter() - started < seconds:
+            db.execute("BEGIN")
+            db.execute("INSERT INTO t (v) VALUES (?)", (f"row{count}",))
+            db.execute("COMMIT")
+            count += 1
+        return count / (time.perf_counter() - started)
+
+
+def signups_while_opening(port: int, database: Path, environment: dict) -> dict:
+    """Signup latencies of 16 keep-alive clients while `open` queues RECIPIENTS announcements."""
+    with sqlite3.connect(database, timeout=60) as db:
+        now = "2026-01-01 00:00:00.000"
+        db.executemany(
+            "INSERT INTO subscriber (courseId, email, emailKey, language, status, createdAt, confirmedAt) "
+            "VALUES (1, ?, ?, 'ru', 'confirmed', ?, ?)",
+            ((f"r{i}@example.com", f"r{i}@example.com", now, now) for i in range(RECIPIENTS)))
+    samples: list[tuple[float, float]] = []
+    stop = threading.Event()
+    lock = threading.Lock()
+
+    def client(number: int) -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        index = 0
+        while not stop.is_set():
+            index += 1
+            body = json.dumps({"email": f"o{number}-{index}@example.com"}).encode()
+            started = time.perf_counter()
+            connection.request("POST", "/api/subscribe", body=body, headers={"Content-Type": "application/json"})
+            response = connection.getresponse()
+            response.read()
+            ended = time.perf_counter()
+            if response.status != 202:
+                raise SystemExit(f"signup answered {response.status} while open queued")
+            with lock:
+                samples.append((started, (ended - started) * 1000))
+
+    clients = [threading.Thread(target=client, args=(n,), daemon=True) for n in range(16)]
+    for thread in clients:
+        thread.start()
+    time.sleep(2)
+    opened = time.perf_counter()
+    process = subprocess.Popen(
+        [str(BINARY), "open", "--date", "2027-03-15", "--url", "https://school.example/enrol", "--yes"],
+        env=environment, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    line = process.stdout.readline()
+    queued = time.perf_counter()
+    process.kill()
+    process.wait()
+    time.sleep(1)
+    stop.set()
+    for thread in clients:
+        thread.join(timeout=30)
+    during = sorted(ms for started, ms in samples if opened <= started <= queued)
+    if not during:
+        raise SystemExit("no signup was answered while open queued")
+    return {
+        "queue_seconds": queued - opened, "open_said": line.strip(), "signups": len(during),
+        "p50": statistics.median(during), "p99": during[int(len(during) * 0.99) - 1] if len(during) >= 100 else during[-1],
+        "max": during[-1],
+    }
+
+
+def main() -> None:
+    folder = Path(tempfile.mkdtemp(prefix="waitlist-signup-bench-"))
+    database = folder / "w.sqlite"
+    port = free_port()
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("WAITLIST_")} | {
+        "WAITLIST_DATABASE": str(database), "WAITLIST_MAIL_DIR": str(folder / "mail"), "WAITLIST_LOG_LEVEL": "error",
+        "WAITLIST_SIGNUP_RATE_LIMIT": "off", "WAITLIST_BASE_URL": f"http://127.0.0.1:{port}",
+        "WAITLIST_SMTP_URL": f"smtp://127.0.0.1:{free_port()}",
+    }
+    server = subprocess.Popen([str(BINARY), "serve", "--port", str(port)], env=environment, stdin=subprocess.DEVNULL,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    results: dict = {"machine": f"{os.cpu_count()} cores", "seconds_per_run": SECONDS}
+    try:
+        for _ in range(200):
+            try:
+                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+                connection.request("GET", "/healthz")
+                if connection.getresponse().status == 200:
+                    break
+            except OSError:
+                time.sleep(0.1)
+        base = f"http://127.0.0.1:{port}"
+        for connections in (1, 16, 64):
+            results[f"healthz_c{connections}"] = wrk(f"{base}/healthz", connections, [])
+            print(f"GET /healthz      c={connections:<3} {results[f'healthz_c{connections}']}", flush=True)
+        for connections in (1, 16, 64):
+            script = ["-s", str(BENCH / "signup.lua")]
+            results[f"signup_c{connections}"] = wrk(f"{base}/api/subscribe", connections, script, ["--", f"c{connections}"])
+            print(f"POST /api/subscribe c={connections:<3} {results[f'signup_c{connections}']}", flush=True)
+        results["single_commits_per_second"] = single_commits(folder)
+        print(f"single-row synchronous=FULL commits/s: {results['single_commits_per_second']:.0f}", flush=True)
+        results["while_open"] = signups_while_opening(port, database, environment)
+        print(f"signups while open queues {RECIPIENTS}: {results['while_open']}", flush=True)
+        results["ratio_signup_to_healthz_c64"] = results["signup_c64"]["rate"] / results["healthz_c64"]["rate"]
+        print(json.dumps(results, indent=2))
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        subprocess.run(["rm", "-rf", str(folder)])
+
+
+if __name__ == "__main__":
+    main()
