@@ -146,7 +146,7 @@ struct StorageTests {
             let form = try await client.signUpOnPage("bob@example.com", clock: world.clock)
             #expect(form.status == .serviceUnavailable)
             #expect(form.headers[.retryAfter] == String(AppDatabase.retryAfterSeconds))
-            #expect(String(buffer: form.body).contains(Strings.table(.ru)["unavailableTitle"]!))
+            #expect(String(buffer: form.body).contains(PageWords.russian.unavailableTitle))
 
             // And /healthz says why
             let sick = try await client.get("/healthz")
