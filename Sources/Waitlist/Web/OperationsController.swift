@@ -52,14 +52,17 @@ struct MetricsController: Sendable {
             ]
             for (state, count) in people {
                 metrics.makeGauge(
-                    name: "waitlist_subscribers", labels: [("course", course.slug), ("status", state.rawValue)],
-                    help: "Subscribers by course and state, read from the database"
+                    descriptor: MetricNameDescriptor(
+                        namespace: "waitlist", metricName: "subscribers", unitName: "",
+                        helpText: "Subscribers by course and state, read from the database"),
+                    labels: [("course", course.slug), ("status", state.rawValue)]
                 ).set(Double(count))
             }
             for (state, count) in [("queued", status.mailQueued), ("sent", status.mailSent), ("failed", status.mailFailed)] {
                 metrics.makeGauge(
-                    name: "waitlist_mail", labels: [("course", course.slug), ("state", state)],
-                    help: "Mail by course and state, read from the database"
+                    descriptor: MetricNameDescriptor(
+                        namespace: "waitlist", metricName: "mail", unitName: "", helpText: "Mail by course and state, read from the database"),
+                    labels: [("course", course.slug), ("state", state)]
                 ).set(Double(count))
             }
         }

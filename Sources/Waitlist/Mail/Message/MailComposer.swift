@@ -163,7 +163,7 @@ public struct MailComposer: Sendable {
             date: now,
             // The confirmation is the list's mail too: without List-Id beside List-Unsubscribe it
             // looks like an incomplete list message to spam filters (SpamAssassin's LIST_PARTIAL_*).
-            listID: ListID(title: delivery.course.title, id: "\(delivery.course.slug).\(listHost)"))
+            listID: ListID(title: title, id: "\(delivery.course.slug).\(listHost)"))
     }
 
     /// Stand-ins for the tokens while a body is rendered: letters only, so no escaping changes
