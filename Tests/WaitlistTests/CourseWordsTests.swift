@@ -56,7 +56,7 @@ struct CourseWordsTests {
             enrolURL: nil)
         try await world.application().test(.router) { client async throws in
             let english = try await client.get("/courses/negotiation?lang=en").text
-            #expect(english.contains("«Negotiation and client relations»"))
+            #expect(english.contains("“Negotiation and client relations”"))
             #expect(english.contains("<title>Negotiation and client relations</title>"))
             #expect(english.contains(#"<p class="about">Eight weeks of practice.</p>"#))
             let russian = try await client.get("/courses/negotiation").text
@@ -64,13 +64,13 @@ struct CourseWordsTests {
             #expect(russian.contains(#"<p class="about">Восемь недель практики.</p>"#))
             #expect(!russian.contains("Negotiation"))
             let inbox = try await client.get("/courses/negotiation/subscribed?lang=en").text
-            #expect(inbox.contains("«Negotiation and client relations»"))
+            #expect(inbox.contains("“Negotiation and client relations”"))
         }
         try world.database.addCourse(slug: "pricing", title: "Ценообразование", about: "Как назначать цену.")
         try await world.application().test(.router) { client async throws in
             let list = try await client.get("/?lang=en").text
-            #expect(list.contains("«Negotiation and client relations»"))
-            #expect(list.contains("«Ценообразование»</a><p class=\"about\">Как назначать цену.</p>"), "\(list)")
+            #expect(list.contains("“Negotiation and client relations”"))
+            #expect(list.contains("“Ценообразование”</a><p class=\"about\">Как назначать цену.</p>"), "\(list)")
         }
     }
 

@@ -8,6 +8,9 @@ struct PageWords: Sendable {
     let lang: String
     let otherLanguage: String
     let otherLang: String
+    /// The quotation marks around a course's title: «» in Russian, “” in English.
+    let openQuote: String
+    let closeQuote: String
     let notifyLead: String
     let noSpam: String
     let privacyLink: String
@@ -110,6 +113,8 @@ struct PageWords: Sendable {
         lang: "ru",
         otherLanguage: "English",
         otherLang: "en",
+        openQuote: "«",
+        closeQuote: "»",
         notifyLead: "Дата следующего потока пока не известна. Оставьте адрес — мы напишем, когда откроется запись.",
         noSpam: "Одно письмо, чтобы подтвердить адрес, и одно, когда откроется запись. Без спама.",
         privacyLink: "Как мы обращаемся с вашими данными",
@@ -168,6 +173,8 @@ struct PageWords: Sendable {
         lang: "en",
         otherLanguage: "Русский",
         otherLang: "ru",
+        openQuote: "“",
+        closeQuote: "”",
         notifyLead: "The date of the next course is not set yet. Leave your address and we will write when enrolment opens.",
         noSpam: "One message to confirm your address, one when enrolment opens. No spam.",
         privacyLink: "How we handle your data",
