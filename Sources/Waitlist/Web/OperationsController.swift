@@ -61,7 +61,8 @@ struct MetricsController: Sendable {
             for (state, count) in [("queued", status.mailQueued), ("sent", status.mailSent), ("failed", status.mailFailed)] {
                 metrics.makeGauge(
                     descriptor: MetricNameDescriptor(
-                        namespace: "waitlist", metricName: "mail", unitName: "", helpText: "Mail by course and state, read from the database"),
+                        namespace: "waitlist", metricName: "mail", unitName: "",
+                        helpText: "Mail by course and state, read from the database"),
                     labels: [("course", course.slug), ("state", state)]
                 ).set(Double(count))
             }
