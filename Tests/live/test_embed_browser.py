@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.wait import WebDriverWait
 
@@ -149,7 +150,10 @@ def sign_up_in_frame(driver, frame, address: str) -> None:
     time.sleep(2.5)
     driver.find_element(By.ID, "email").send_keys(address)
     driver.find_element(By.CSS_SELECTOR, "form.signup button[type=submit]").click()
-    WebDriverWait(driver, 10).until(lambda d: "Check your inbox" in d.find_element(By.TAG_NAME, "body").text)
+    # The answer is a new document in the frame: while the old one goes away, a read of its body can
+    # meet a stale element or an unloaded document; the wait reads again until the answer is there.
+    WebDriverWait(driver, 10, ignored_exceptions=(WebDriverException,)).until(
+        lambda d: "Check your inbox" in d.find_element(By.TAG_NAME, "body").text)
     driver.switch_to.default_content()
 
 
