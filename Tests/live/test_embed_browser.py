@@ -25,7 +25,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.wait import WebDriverWait
 
 from conftest import REPO_ROOT, Server, free_port
-from test_browser import make_browser
+from test_browser import browser  # noqa: F401  (the browser suite's fixture, used here by name)
 
 ARTICLE = """<!doctype html>
 <html lang="en">
@@ -115,13 +115,6 @@ def smtp(tmp_path):
     server = SMTPServer(tmp_path / "smtp")
     yield server
     server.stop()
-
-
-@pytest.fixture
-def browser():
-    driver = make_browser()
-    yield driver
-    driver.quit()
 
 
 @pytest.fixture
