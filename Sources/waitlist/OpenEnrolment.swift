@@ -69,7 +69,7 @@ struct OpenEnrolment: AsyncParsableCommand {
                 }
             }
             let result = try database.open(courseId: course.id!, date: date, enrolURL: enrolURL)
-            print(
+            printNow(
                 (result.isNew
                     ? "Enrolment for «\(course.title)» is open for \(date)"
                     : "Enrolment for «\(course.title)» was open already for \(date)")

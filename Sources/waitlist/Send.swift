@@ -11,7 +11,7 @@ struct Send: AsyncParsableCommand {
         try await withRuntime(signsMail: true) { runtime in
             // An `open` that was interrupted while queuing is completed first.
             let resumed = try runtime.database.completeInterruptedQueuing()
-            if resumed > 0 { print("Completed an interrupted opening: \(resumed) announcements queued.") }
+            if resumed > 0 { printNow("Completed an interrupted opening: \(resumed) announcements queued.") }
             try await deliverQueued(runtime)
         }
     }

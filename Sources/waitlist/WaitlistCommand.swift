@@ -80,6 +80,13 @@ func exitCode(for error: WaitlistError) -> ExitCode {
 }
 
 /// Writes one line to standard error.
+/// Prints a line on stdout at once, also when stdout is a pipe or a file (where `print` waits for a
+/// full buffer): for the lines that come before a delivery that may run for hours.
+func printNow(_ line: String) {
+    print(line)
+    fflush(nil)  // every output stream: naming `stdout` is not concurrency-safe in Swift 6
+}
+
 func printError(_ message: String) {
     FileHandle.standardError.write(Data((message + "\n").utf8))
 }
