@@ -38,6 +38,7 @@ struct Serve: AsyncParsableCommand {
             var services: [any Service] = [
                 OutboxWorker(sender: sender, logger: Logger(label: "waitlist.mail")),
                 RetentionJob(database: runtime.database, logger: Logger(label: "waitlist.retention")),
+                try WALCheckpointer(database: runtime.database, logger: Logger(label: "waitlist.storage")),
             ]
             if let metricsAddress = runtime.settings.metricsAddress {
                 services.append(

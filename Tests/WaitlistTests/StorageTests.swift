@@ -3,6 +3,7 @@ import GRDB
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
+import Logging
 import Synchronization
 import Testing
 
@@ -238,5 +239,128 @@ struct StorageTests {
         #expect(answered.count.withLock { $0 } == 20)
         #expect(try count("subscriber", in: world.database) == 21)
         #expect(world.database.signups.health.commits <= 4)
+    }
+
+    /// A fresh directory for one test's database files, removed by `cleanUp`.
+    private func scratchDirectory(_ name: String) throws -> URL {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("waitlist-\(name)-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        return directory
+    }
+
+    @Test("A write gets in between the short transactions of another process that keeps taking the write lock back")
+    func writesGetInBetweenAnotherProcesssTransactions() async throws {
+        let directory = try scratchDirectory("gaps")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = directory.appendingPathComponent("waitlist.sqlite").path
+        let database = try AppDatabase.open(path: path, busyTimeout: 10)
+        let courseId = try database.resolveCourse(slug: nil).id!
+        // Given another process that holds the write lock 100 ms at a time and lets it go for 3 ms
+        let cycling = Process()
+        cycling.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        cycling.arguments = [
+            "python3", "-c",
+            """
+            import sqlite3, sys, time
+            connection = sqlite3.connect(sys.argv[1], isolation_level=None)
+            print("cycling", flush=True)
+            end = time.monotonic() + 60
+            while time.monotonic() < end:
+                connection.execute("BEGIN IMMEDIATE")
+                time.sleep(0.1)
+                connection.execute("COMMIT")
+                time.sleep(0.003)
+            """, path,
+        ]
+        let output = Pipe()
+        cycling.standardOutput = output
+        try cycling.run()
+        defer { cycling.terminate() }
+        let said = await onOwnThread { output.read(until: "cycling", timeout: .seconds(30)) }
+        try #require(said.contains("cycling"))
+        // When ten signups are written one after another, each at another moment of the cycle
+        let waits = await onOwnThread {
+            (0..<10).map { index -> Duration in
+                Thread.sleep(forTimeInterval: .random(in: 0...0.1))
+                let clock = ContinuousClock()
+                let started = clock.now
+                _ = try? database.subscribe(
+                    email: try EmailAddress("gap\(index)@example.com"), courseId: courseId, language: .ru, client: ClientContext())
+                return started.duration(to: clock.now)
+            }
+        }
+        // Then each got in within a few of its gaps, not after seconds of ever longer sleeps
+        // (SQLite's own wait looks again after up to 100 ms, and mostly misses a 3 ms gap)
+        #expect(try await database.writer.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM subscriber") } == 10)
+        #expect(waits.allSatisfy { $0 < .seconds(1) }, "waits: \(waits)")
+    }
+
+    @Test("A signup is written while another process's `open` is still queuing, between its chunks")
+    func signupsGetInBetweenChunks() async throws {
+        let directory = try scratchDirectory("chunks")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = directory.appendingPathComponent("waitlist.sqlite").path
+        let server = try AppDatabase.open(path: path, busyTimeout: 30)
+        let command = try AppDatabase.open(path: path, busyTimeout: 30)
+        let courseId = try server.resolveCourse(slug: nil).id!
+        try await server.writer.write { db in
+            try db.execute(
+                sql: """
+                    WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 40000)
+                    INSERT INTO subscriber (courseId, email, emailKey, language, status, createdAt, confirmedAt)
+                    SELECT ?, 'r' || i || '@example.com', 'r' || i || '@example.com', 'ru', 'confirmed', ?, ? FROM n
+                    """, arguments: [courseId, Date(), Date()])
+        }
+        // Given `open` queuing forty chunks in its own connection, as another process would
+        let opening = Task { @Sendable in
+            await onOwnThread {
+                _ = try? command.open(courseId: courseId, date: "2027-03-15", enrolURL: "https://school.example/enrol", chunkSize: 1000)
+            }
+        }
+        let announcements = "SELECT count(*) FROM outbox WHERE kind = 'announcement'"
+        while try await server.writer.read({ db in try Int.fetchOne(db, sql: announcements) ?? 0 }) == 0 {
+            try await Task.sleep(for: .milliseconds(1))
+        }
+        // When a signup comes meanwhile
+        _ = try await server.perform { database in
+            try database.subscribe(
+                email: try EmailAddress("late@example.com"), courseId: courseId, language: .ru, client: ClientContext())
+        }
+        let queuedWhenAnswered = try await server.writer.read { db in try Int.fetchOne(db, sql: announcements) ?? 0 }
+        await opening.value
+        // Then it was written before `open` was done (one transaction for all would have kept it
+        // waiting to the end), and `open` queued everyone
+        #expect(queuedWhenAnswered < 40000, "the signup waited for the whole of `open`")
+        #expect(try await server.writer.read { db in try Int.fetchOne(db, sql: announcements) } == 40000)
+    }
+
+    @Test("The server's commits never copy the log into the file: its checkpointer does, from a connection of its own")
+    func checkpointsLeaveTheWriter() async throws {
+        let directory = try scratchDirectory("checkpoints")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = directory.appendingPathComponent("waitlist.sqlite").path
+        let database = try AppDatabase.open(path: path)
+        let checkpointer = try WALCheckpointer(database: database, logger: Logger(label: "test"))
+        // When the server's writer commits 24 MiB in 24 transactions (6,000 pages; SQLite's own
+        // checkpoint would copy them back whenever the log passed 1,000)
+        for batch in 0..<24 {
+            try await database.writer.write { db in
+                try db.execute(
+                    sql: """
+                        WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 256)
+                        INSERT INTO subscriber (courseId, email, emailKey, language, status, createdAt, signupUserAgent)
+                        SELECT 1, 'b\(batch)-' || i || '@example.com', 'b\(batch)-' || i || '@example.com', 'ru', 'pending', ?,
+                            hex(randomblob(2000)) FROM n
+                        """, arguments: [Date()])
+            }
+        }
+        // Then the log holds all of it, and one checkpoint puts all of it into the file
+        let log = try #require(try FileManager.default.attributesOfItem(atPath: path + "-wal")[.size] as? Int)
+        #expect(log > 20 << 20, "the log was copied back by a commit: \(log) bytes")
+        let counts = try #require(try checkpointer.checkpoint())
+        #expect(counts.walFrames > 5000)
+        #expect(counts.checkpointed == counts.walFrames)
+        let file = try #require(try FileManager.default.attributesOfItem(atPath: path)[.size] as? Int)
+        #expect(file > 20 << 20)
     }
 }

@@ -51,11 +51,27 @@ public struct AppDatabase: Sendable {
         configuration.foreignKeysEnabled = true
         // Another process (the server's worker, a `waitlist send`, an `open` queuing a chunk) may
         // hold the write lock briefly; every write is short, so a longer wait means trouble.
-        configuration.busyMode = .timeout(busyTimeout)
+        configuration.busyMode = .callback(Self.busyCallback(timeout: busyTimeout))
         // A commit is on the disk when it returns: a `202` survives a power cut.
         configuration.prepareDatabase { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
         configuration.label = "waitlist"
         return configuration
+    }
+
+    /// How often a connection waiting for another's write lock looks again.
+    static let busyPollInterval: TimeInterval = 0.001
+
+    /// Waits for another connection's write lock by looking again every millisecond, up to
+    /// `timeout` in all. SQLite's own timeout looks again after ever longer sleeps (up to 100 ms),
+    /// so a waiting signup missed the short gaps between `open`'s chunks and waited seconds behind a
+    /// process that kept taking the lock back.
+    static func busyCallback(timeout: TimeInterval) -> Database.BusyCallback {
+        let tries = Int(timeout / busyPollInterval)
+        return { numberOfTries in
+            guard numberOfTries < tries else { return false }
+            usleep(useconds_t(busyPollInterval * 1_000_000))
+            return true
+        }
     }
 
     /// A short human explanation of a database error, without SQL.

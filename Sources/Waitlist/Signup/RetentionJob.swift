@@ -18,7 +18,7 @@ public struct RetentionJob: Service {
     public func run() async throws {
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
             do {
-                let result = try database.purgeUnconfirmed()
+                let result = try await database.perform { try $0.purgeUnconfirmed() }
                 if result.signups > 0 || result.tokens > 0 {
                     logger.info("Deleted unconfirmed signups", metadata: ["signups": "\(result.signups)", "tokens": "\(result.tokens)"])
                 }
