@@ -311,22 +311,26 @@ struct StorageTests {
                     SELECT ?, 'r' || i || '@example.com', 'r' || i || '@example.com', 'ru', 'confirmed', ?, ? FROM n
                     """, arguments: [courseId, Date(), Date()])
         }
-        // Given `open` queuing forty chunks in its own connection, as another process would
+        // Given `open` queuing twenty chunks in its own connection, as another process would (with
+        // pauses long enough for a test machine busy with the other tests)
         let opening = Task { @Sendable in
             await onOwnThread {
-                _ = try? command.open(courseId: courseId, date: "2027-03-15", enrolURL: "https://school.example/enrol", chunkSize: 1000)
+                _ = try? command.open(
+                    courseId: courseId, date: "2027-03-15", enrolURL: "https://school.example/enrol", chunkSize: 2000, pause: 0.05)
             }
         }
         let announcements = "SELECT count(*) FROM outbox WHERE kind = 'announcement'"
-        while try await server.writer.read({ db in try Int.fetchOne(db, sql: announcements) ?? 0 }) == 0 {
-            try await Task.sleep(for: .milliseconds(1))
+        // When a signup comes meanwhile (all on a thread of its own: the cooperative pool of a
+        // machine busy with the other tests may keep a task waiting for longer than `open` takes)
+        let answered = await onOwnThread {
+            Result { () throws -> Int in
+                while try server.writer.read({ db in try Int.fetchOne(db, sql: announcements) ?? 0 }) == 0 { usleep(1000) }
+                _ = try server.subscribe(
+                    email: try EmailAddress("late@example.com"), courseId: courseId, language: .ru, client: ClientContext())
+                return try server.writer.read { db in try Int.fetchOne(db, sql: announcements) ?? 0 }
+            }
         }
-        // When a signup comes meanwhile
-        _ = try await server.perform { database in
-            try database.subscribe(
-                email: try EmailAddress("late@example.com"), courseId: courseId, language: .ru, client: ClientContext())
-        }
-        let queuedWhenAnswered = try await server.writer.read { db in try Int.fetchOne(db, sql: announcements) ?? 0 }
+        let queuedWhenAnswered = try answered.get()
         await opening.value
         // Then it was written before `open` was done (one transaction for all would have kept it
         // waiting to the end), and `open` queued everyone
@@ -362,5 +366,44 @@ struct StorageTests {
         #expect(counts.checkpointed == counts.walFrames)
         let file = try #require(try FileManager.default.attributesOfItem(atPath: path)[.size] as? Int)
         #expect(file > 20 << 20)
+    }
+
+    @Test("In one group of signups, one for an unknown course and one that fails halfway are refused alone; the others are written")
+    func oneRefusedSignupLeavesTheOthersIn() async throws {
+        let directory = try scratchDirectory("refusals")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let world = try await fileWorld(at: directory, busyTimeout: 10)
+        let path = directory.appendingPathComponent("waitlist.sqlite").path
+        let database = world.database
+        // A signup from the source "refuse" fails after its subscriber row is written
+        try await database.writer.write { db in
+            try db.execute(
+                sql: """
+                    CREATE TRIGGER refuse_signup BEFORE INSERT ON consent_event WHEN NEW.source = 'refuse'
+                    BEGIN SELECT RAISE(ABORT, 'refused by the test'); END
+                    """)
+        }
+        // Given ten signups gathered behind another process's lock: one for a course that does not
+        // exist, one that fails halfway
+        let lock = try await ForeignWriteLock.take(on: path)
+        let results = try await withThrowingTaskGroup(of: (Int, Bool).self) { group in
+            for index in 0..<10 {
+                group.addTask {
+                    let course: SignupCourse = index == 3 ? .slug("nope") : .slug("negotiation")
+                    let client = ClientContext(source: index == 7 ? "refuse" : "test")
+                    let written = try? await database.subscribeDurably(
+                        email: try EmailAddress("group\(index)@example.com"), course: course, language: .ru, client: client)
+                    return (index, written != nil)
+                }
+            }
+            try await Task.sleep(for: .milliseconds(300))
+            await lock.release()
+            return try await group.reduce(into: [Int: Bool]()) { $0[$1.0] = $1.1 }
+        }
+        // Then exactly those two are refused, and nothing of them was written
+        #expect(results.filter { !$0.value }.map(\.key).sorted() == [3, 7])
+        let stored = try await database.writer.read { db in try String.fetchAll(db, sql: "SELECT email FROM subscriber ORDER BY email") }
+        #expect(stored == [0, 1, 2, 4, 5, 6, 8, 9].map { "group\($0)@example.com" })
+        #expect(try count("outbox", in: database) == 8)
     }
 }

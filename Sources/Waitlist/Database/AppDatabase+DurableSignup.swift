@@ -1,23 +1,32 @@
 import Foundation
 import GRDB
 
+/// The course a signup is for: one the caller has looked up, or one named by its slug (`nil`:
+/// the only course), looked up in the signup's own transaction.
+public enum SignupCourse: Sendable, Equatable {
+    case id(Int64)
+    case slug(String?)
+}
+
 /// One signup handed to the signup writer: what to write, and once its transaction is over, what
 /// it did or why it was not written. Written on the writer thread, read by the request after
 /// ``GroupCommit/Ticket/written()`` (the group commit's lock orders the two).
 final class PendingSignup: @unchecked Sendable {
     let email: EmailAddress
-    let courseId: Int64
+    let course: SignupCourse
     let language: Language
     let client: ClientContext
     let now: Date
     /// When the request handed it over (monotonic), for the bound on the wait.
     let submitted = ContinuousClock.now
     var outcome: SignupOutcome?
+    /// The slug of the course it was written for.
+    var courseSlug: String?
     var failure: (any Error)?
 
-    init(email: EmailAddress, courseId: Int64, language: Language, client: ClientContext, now: Date) {
+    init(email: EmailAddress, course: SignupCourse, language: Language, client: ClientContext, now: Date) {
         self.email = email
-        self.courseId = courseId
+        self.course = course
         self.language = language
         self.client = client
         self.now = now
@@ -45,16 +54,16 @@ final class SignupWriter: Sendable {
 
     /// Writes `signup` with whatever else is waiting and returns what it did.
     ///
-    /// - Throws: `WaitlistError(.unavailable)` when the database could not take the write in time.
-    func subscribe(_ signup: PendingSignup) async throws -> SignupOutcome {
+    /// - Throws: `WaitlistError(.unavailable)` when the database could not take the write in time;
+    ///   `.notFound` or `.usage` when its course is unknown or not named among several.
+    func subscribe(_ signup: PendingSignup) async throws -> (outcome: SignupOutcome, courseSlug: String) {
         try await commits.submit(signup).written()
         if let failure = signup.failure { throw failure }
-        guard let outcome = signup.outcome else { throw AppDatabase.unavailable(nil) }
-        return outcome
+        guard let outcome = signup.outcome, let courseSlug = signup.courseSlug else { throw AppDatabase.unavailable(nil) }
+        return (outcome, courseSlug)
     }
 
-    /// One transaction for every signup that has not waited too long; each in a savepoint, so that
-    /// one refused signup (a course deleted meanwhile) leaves the others in.
+    /// One transaction for every signup that has not waited too long.
     private static func write(_ signups: [PendingSignup], to writer: any DatabaseWriter, health: StorageHealth, longestWait: Duration) {
         var due: [PendingSignup] = []
         for signup in signups {
@@ -67,30 +76,46 @@ final class SignupWriter: Sendable {
         if due.count < signups.count { health.recordFailure("signups waited too long for the database's write lock") }
         guard !due.isEmpty else { return }
         do {
-            try writer.write { db in
-                for signup in due {
-                    do {
-                        try db.inSavepoint {
-                            signup.outcome = try AppDatabase.subscribe(
-                                db, email: signup.email, courseId: signup.courseId, language: signup.language, client: signup.client,
-                                now: signup.now)
-                            return .commit
-                        }
-                    } catch let error as DatabaseError where AppDatabase.isUnavailability(error) {
-                        throw error
-                    } catch {
-                        signup.failure = error
-                    }
-                }
-            }
+            try writeTogether(due, to: writer)
             health.recordSuccess()
-        } catch {
+        } catch let error as DatabaseError where AppDatabase.isUnavailability(error) {
             // The transaction was rolled back: none of its signups is written.
             for signup in due {
                 signup.outcome = nil
                 signup.failure = AppDatabase.unavailable(error)
             }
             health.recordFailure(AppDatabase.describe(error))
+        } catch {
+            // One signup failed halfway (no savepoint per signup: they cost two statements each, and
+            // this does not happen in practice) and took the others' writes with it: each alone.
+            for signup in due {
+                signup.outcome = nil
+                signup.failure = nil
+                if due.count == 1 {
+                    signup.failure = error
+                } else {
+                    write([signup], to: writer, health: health, longestWait: .seconds(Int64.max))
+                }
+            }
+        }
+    }
+
+    /// Writes `signups` in one transaction; a signup whose course is not found is left out (its
+    /// failure set) before it writes anything.
+    private static func writeTogether(_ signups: [PendingSignup], to writer: any DatabaseWriter) throws {
+        try writer.write { db in
+            for signup in signups {
+                let course: (id: Int64, slug: String)
+                do {
+                    course = try AppDatabase.signupCourse(db, signup.course)
+                } catch let error as WaitlistError {
+                    signup.failure = error
+                    continue
+                }
+                signup.outcome = try AppDatabase.subscribe(
+                    db, email: signup.email, courseId: course.id, language: signup.language, client: signup.client, now: signup.now)
+                signup.courseSlug = course.slug
+            }
         }
     }
 }
@@ -168,7 +193,39 @@ extension AppDatabase {
     public func subscribeDurably(
         email: EmailAddress, courseId: Int64, language: Language, client: ClientContext, now: Date = Date()
     ) async throws -> SignupOutcome {
-        try await signups.subscribe(PendingSignup(email: email, courseId: courseId, language: language, client: client, now: now))
+        try await signups.subscribe(PendingSignup(email: email, course: .id(courseId), language: language, client: client, now: now))
+            .outcome
+    }
+
+    /// ``subscribeDurably(email:courseId:language:client:now:)`` for a course given by id or by
+    /// slug; a slug is looked up in the signup's own transaction, with no read before it.
+    ///
+    /// - Returns: what the signup did, and the slug of its course.
+    /// - Throws: also as ``resolveCourse(slug:)`` when the course is unknown or not named among several.
+    public func subscribeDurably(
+        email: EmailAddress, course: SignupCourse, language: Language, client: ClientContext, now: Date = Date()
+    ) async throws -> (outcome: SignupOutcome, courseSlug: String) {
+        try await signups.subscribe(PendingSignup(email: email, course: course, language: language, client: client, now: now))
+    }
+
+    /// The id and slug of a signup's course, with one cached statement (a signup's transaction
+    /// looks it up for every signup); the errors are ``resolveCourse(_:slug:)``'s.
+    static func signupCourse(_ db: Database, _ course: SignupCourse) throws -> (id: Int64, slug: String) {
+        let row: Row?
+        switch course {
+        case .id(let id):
+            row = try Row.fetchOne(db.cachedStatement(sql: "SELECT id, slug FROM course WHERE id = ?"), arguments: [id])
+        case .slug(let slug?):
+            row = try Row.fetchOne(db.cachedStatement(sql: "SELECT id, slug FROM course WHERE slug = ?"), arguments: [slug])
+        case .slug(nil):
+            let rows = try Row.fetchAll(db.cachedStatement(sql: "SELECT id, slug FROM course ORDER BY slug LIMIT 2"))
+            row = rows.count == 1 ? rows[0] : nil
+        }
+        guard let row else {
+            if case .slug(let slug) = course { _ = try resolveCourse(db, slug: slug) }  // throws the sentence that says why
+            throw WaitlistError(.notFound, "There is no such course.")
+        }
+        return (row["id"], row["slug"])
     }
 
     // MARK: - Off the cooperative pool

@@ -48,6 +48,11 @@ extension AppDatabase {
     /// behind it waits milliseconds, long enough that a million take seconds.
     public static let queuingChunk = 10_000
 
+    /// How long `open` leaves the write lock free after each chunk: several of a waiting
+    /// connection's looks (``busyPollInterval``), so the server's signups get in between chunks
+    /// rather than by luck (100 chunks of a million: half a second in all).
+    public static let pauseBetweenChunks: TimeInterval = 0.005
+
     /// Opens enrolment for `date` and queues one announcement per confirmed subscriber, in
     /// transactions of ``queuingChunk`` announcements, recording after each how far it got. Run
     /// again for the same date, it resumes the same opening and queues only those who have none
@@ -57,9 +62,11 @@ extension AppDatabase {
     /// - Parameters:
     ///   - chunkSize: announcements per transaction.
     ///   - chunkLimit: stop after this many chunks, as a crash would (for tests); `nil` queues everyone.
+    ///   - pause: how long the write lock is left free between chunks.
     /// - Throws: `.data` when enrolment is open already for another date.
     public func open(
-        courseId: Int64, date: String, enrolURL: String, now: Date = Date(), chunkSize: Int = queuingChunk, chunkLimit: Int? = nil
+        courseId: Int64, date: String, enrolURL: String, now: Date = Date(), chunkSize: Int = queuingChunk, chunkLimit: Int? = nil,
+        pause: TimeInterval = pauseBetweenChunks
     ) throws -> OpeningResult {
         let (opening, isNew) = try writer.write { db -> (Opening, Bool) in
             var opening: Opening
@@ -84,7 +91,7 @@ extension AppDatabase {
                 sql: "INSERT OR IGNORE INTO opening_queue (openingId, queuedThrough) VALUES (?, 0)", arguments: [opening.id])
             return (opening, isNew)
         }
-        let queued = try queueAnnouncements(openingId: opening.id!, now: now, chunkSize: chunkSize, chunkLimit: chunkLimit)
+        let queued = try queueAnnouncements(openingId: opening.id!, now: now, chunkSize: chunkSize, chunkLimit: chunkLimit, pause: pause)
         return OpeningResult(opening: opening, isNew: isNew, newlyQueued: queued)
     }
 
@@ -103,14 +110,15 @@ extension AppDatabase {
         }
         var queued = 0
         for openingId in openings {
-            queued += try queueAnnouncements(openingId: openingId, now: now, chunkSize: Self.queuingChunk, chunkLimit: nil)
+            queued += try queueAnnouncements(
+                openingId: openingId, now: now, chunkSize: Self.queuingChunk, chunkLimit: nil, pause: Self.pauseBetweenChunks)
         }
         return queued
     }
 
     /// Queues the announcements of an opening chunk by chunk from its recorded progress, each
     /// chunk and its progress in one short transaction; the progress row goes with the last chunk.
-    private func queueAnnouncements(openingId: Int64, now: Date, chunkSize: Int, chunkLimit: Int?) throws -> Int {
+    private func queueAnnouncements(openingId: Int64, now: Date, chunkSize: Int, chunkLimit: Int?, pause: TimeInterval) throws -> Int {
         var queued = 0
         var chunks = 0
         while chunkLimit.map({ chunks < $0 }) ?? true {
@@ -149,6 +157,7 @@ extension AppDatabase {
                 return true
             }
             if isDone { break }
+            Thread.sleep(forTimeInterval: pause)
         }
         return queued
     }

@@ -62,9 +62,15 @@ public struct EmailAddress: Sendable, Hashable, CustomStringConvertible {
 
     /// Validates what a visitor typed; surrounding spaces are forgiven, anything else is not.
     public init(_ input: String) throws(Problem) {
-        let trimmed = input.trimmingCharacters(in: .whitespaces).precomposedStringWithCanonicalMapping
+        // Nearly every address is ASCII, where NFC changes nothing, no character is invisible and
+        // case folding is lower-casing: the same result without Foundation's Unicode machinery.
+        let isASCII = input.utf8.allSatisfy { $0 < 0x80 }
+        let trimmed =
+            isASCII ? Self.trimmingASCIIBlanks(input) : input.trimmingCharacters(in: .whitespaces).precomposedStringWithCanonicalMapping
         guard !trimmed.isEmpty else { throw .empty }
-        guard !trimmed.unicodeScalars.contains(where: \.properties.isDefaultIgnorableCodePoint) else { throw .invisibleCharacter }
+        guard isASCII || !trimmed.unicodeScalars.contains(where: \.properties.isDefaultIgnorableCodePoint) else {
+            throw .invisibleCharacter
+        }
         guard trimmed.utf8.count <= 254 else { throw .tooLong }
         let parts = trimmed.split(separator: "@", omittingEmptySubsequences: false)
         guard parts.count == 2 else { throw .missingAt }
@@ -75,8 +81,18 @@ public struct EmailAddress: Sendable, Hashable, CustomStringConvertible {
         let typedASCII = parts[1].unicodeScalars.allSatisfy(\.isASCII)
         self.value = local + "@" + (typedASCII ? domain.ascii : domain.unicode)
         // Full case folding, not lower-casing: `ß` and `SS`, `ﬁ` and `FI`, final and other sigma are one.
-        self.key = local.folding(options: .caseInsensitive, locale: nil).precomposedStringWithCanonicalMapping + "@" + domain.ascii
+        let folded =
+            isASCII ? local.lowercased() : local.folding(options: .caseInsensitive, locale: nil).precomposedStringWithCanonicalMapping
+        self.key = folded + "@" + domain.ascii
         guard value.utf8.count <= 254 else { throw .tooLong }
+    }
+
+    /// `text` without the spaces and tabs around it (`.whitespaces` of an ASCII string).
+    private static func trimmingASCIIBlanks(_ text: String) -> String {
+        let bytes = text.utf8
+        guard let first = bytes.firstIndex(where: { $0 != 0x20 && $0 != 0x09 }) else { return "" }
+        let last = bytes.lastIndex(where: { $0 != 0x20 && $0 != 0x09 })!
+        return String(text[first...last])
     }
 
     /// The canonical key of a typed address, for looking one up (`forget`); what cannot be an

@@ -130,6 +130,15 @@ enum JSONReply {
             body: .init(byteBuffer: ByteBuffer(bytes: data)))
     }
 
+    /// The `202 {"status":"pending"}` of an accepted signup, made once.
+    private static let pendingBody = ByteBuffer(string: #"{"status":"pending"}"#)
+
+    static func pending() -> Response {
+        Response(
+            status: .accepted, headers: [.contentType: "application/json; charset=utf-8", .cacheControl: "no-store"],
+            body: .init(byteBuffer: pendingBody))
+    }
+
     static func error(status: HTTPResponse.Status, code: String, message: String) -> Response {
         body(["error": code, "message": message], status: status)
     }

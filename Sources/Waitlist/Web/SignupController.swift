@@ -96,7 +96,7 @@ struct SignupController: Sendable {
             context.logger.debug("Signup looked automated", metadata: ["stamp": "\(verdict)"])
             return checkInbox
         }
-        try await record(address, course: course, language: language, request: request, context: context)
+        try await record(address, course: .id(course.id!), language: language, request: request, context: context)
         return checkInbox
     }
 
@@ -126,15 +126,15 @@ struct SignupController: Sendable {
                 message: "The body must be a JSON object with a string \"email\" and optional \"course\" and \"locale\".")
         }
         let language = signup.locale.flatMap(Language.init(tag:)) ?? .ru
-        let course = try await course(named: signup.course, language: language)
         let address: EmailAddress
         do {
             address = try EmailAddress(signup.email)
         } catch {
             return JSONReply.error(status: .unprocessableContent, code: "invalid_email", message: error.message)
         }
-        try await record(address, course: course, language: language, request: request, context: context)
-        return JSONReply.body(["status": "pending"], status: .accepted)
+        // The course is looked up in the signup's own transaction: no read before it.
+        try await record(address, course: .slug(signup.course), language: language, request: request, context: context)
+        return JSONReply.pending()
     }
 
     /// The CORS preflight of a browser on an allowed origin.
@@ -158,10 +158,17 @@ struct SignupController: Sendable {
     private func course(named slug: String?, language: Language) async throws -> Course {
         do {
             return try await database.perform { try $0.resolveCourse(slug: slug) }
-        } catch let error as WaitlistError where error.kind == .notFound {
-            throw HTTPError(.notFound, message: PageWords.of(language).noSuchCourse)
-        } catch let error as WaitlistError where error.kind == .usage {
-            throw HTTPError(.badRequest, message: PageWords.of(language).chooseCourse)
+        } catch let error as WaitlistError {
+            throw Self.visitorError(error, language: language)
+        }
+    }
+
+    /// A course not found, or not named among several, in the visitor's words.
+    private static func visitorError(_ error: WaitlistError, language: Language) -> any Error {
+        switch error.kind {
+        case .notFound: HTTPError(.notFound, message: PageWords.of(language).noSuchCourse)
+        case .usage: HTTPError(.badRequest, message: PageWords.of(language).chooseCourse)
+        default: error
         }
     }
 
@@ -211,16 +218,20 @@ struct SignupController: Sendable {
 
     /// Writes the signup through the group commit; answers only once it is on the disk.
     private func record(
-        _ address: EmailAddress, course: Course, language: Language, request: Request, context: AppRequestContext
+        _ address: EmailAddress, course: SignupCourse, language: Language, request: Request, context: AppRequestContext
     ) async throws {
         let client = ClientContext(
             source: request.signupSource, ip: clientAddresses.clientAddress(of: request, peer: context.remoteAddress),
             userAgent: request.headers[.userAgent])
-        let outcome = try await database.subscribeDurably(
-            email: address, courseId: course.id!, language: language, client: client, now: now())
-        Counter(label: "waitlist_signups_total", dimensions: [("course", course.slug)]).increment()
-        context.logger.debug("Signup", metadata: ["course": "\(course.slug)", "outcome": "\(outcome)"])
-        if outcome == .confirmationQueued { mailQueued() }
+        let written: (outcome: SignupOutcome, courseSlug: String)
+        do {
+            written = try await database.subscribeDurably(email: address, course: course, language: language, client: client, now: now())
+        } catch let error as WaitlistError where error.kind != .unavailable {
+            throw Self.visitorError(error, language: language)
+        }
+        Counter(label: "waitlist_signups_total", dimensions: [("course", written.courseSlug)]).increment()
+        context.logger.debug("Signup", metadata: ["course": "\(written.courseSlug)", "outcome": "\(written.outcome)"])
+        if written.outcome == .confirmationQueued { mailQueued() }
     }
 }
 
