@@ -75,25 +75,26 @@ extension AppDatabase {
     static func subscribe(
         _ db: Database, email: EmailAddress, courseId: Int64, language: Language, client: ClientContext, now: Date
     ) throws -> SignupOutcome {
+        // The address's row and its confirmations since it last confirmed (none for an address
+        // never seen), in one statement.
         let known = try Row.fetchOne(
-            db.cachedStatement(sql: "SELECT id, status, confirmedAt FROM subscriber WHERE courseId = ? AND emailKey = ?"),
-            arguments: [courseId, email.key])
-        let status: SubscriberStatus? = known?["status"]
-        // Confirmations since the last confirmation (none for an address never seen).
-        let earlier = try Row.fetchOne(
             db.cachedStatement(
                 sql: """
-                    SELECT count(*) AS n, max(createdAt) AS last FROM outbox
-                    WHERE subscriberId = ? AND kind = 'confirmation' AND state != 'cancelled' AND createdAt > ?
-                    """), arguments: [known?["id"] as Int64?, (known?["confirmedAt"] as Date?) ?? Date.distantPast])!
+                    SELECT s.id, s.status, count(o.id) AS n, max(o.createdAt) AS last FROM subscriber s
+                    LEFT JOIN outbox o ON o.subscriberId = s.id AND o.kind = 'confirmation' AND o.state != 'cancelled'
+                        AND (s.confirmedAt IS NULL OR o.createdAt > s.confirmedAt)
+                    WHERE s.courseId = ? AND s.emailKey = ?
+                    GROUP BY s.id
+                    """), arguments: [courseId, email.key])
+        let status: SubscriberStatus? = known?["status"]
         let outcome: SignupOutcome
         switch status {
         case nil: outcome = .confirmationQueued
         case .confirmed: outcome = .alreadyConfirmed
         case .bounced: outcome = .suppressed
         case .pending, .unsubscribed:
-            let last: Date? = earlier["last"]
-            if (earlier["n"] as Int) >= Self.maximumConfirmations {
+            let last: Date? = known?["last"]
+            if (known?["n"] as Int? ?? 0) >= Self.maximumConfirmations {
                 outcome = .throttled
             } else if let last, now.timeIntervalSince(last) < Self.confirmationInterval {
                 outcome = .throttled
@@ -102,37 +103,37 @@ extension AppDatabase {
             }
         }
         let queues = outcome == .confirmationQueued
+        // Numbered parameters, each bound once: ?1 course, ?2 email, ?3 key, ?4 language, ?5 now,
+        // ?6 source, ?7 ip, ?8 user agent, ?9 whether a confirmation is queued.
+        let nowValue = StoredDate.value(now)
         let arguments: StatementArguments = [
-            "course": courseId, "email": email.value, "key": email.key, "language": language, "now": now,
-            "source": client.source, "ip": client.ip, "userAgent": client.userAgent, "queues": queues,
+            courseId, email.value, email.key, language, nowValue, client.source, client.ip, client.userAgent, queues,
         ]
         let id = try Int64.fetchOne(
             db.cachedStatement(
                 sql: """
                     INSERT INTO subscriber (courseId, email, emailKey, language, status, createdAt, signupSource, signupIP, signupUserAgent)
-                    VALUES (:course, :email, :key, :language, 'pending', :now, :source, :ip, :userAgent)
+                    VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6, ?7, ?8)
                     ON CONFLICT (courseId, emailKey) DO UPDATE SET
-                        status = CASE WHEN :queues THEN 'pending' ELSE status END,
-                        language = CASE WHEN :queues THEN excluded.language ELSE language END,
-                        signupSource = CASE WHEN :queues THEN excluded.signupSource ELSE signupSource END,
-                        signupIP = CASE WHEN :queues THEN excluded.signupIP ELSE signupIP END,
-                        signupUserAgent = CASE WHEN :queues THEN excluded.signupUserAgent ELSE signupUserAgent END
+                        status = CASE WHEN ?9 THEN 'pending' ELSE status END,
+                        language = CASE WHEN ?9 THEN excluded.language ELSE language END,
+                        signupSource = CASE WHEN ?9 THEN excluded.signupSource ELSE signupSource END,
+                        signupIP = CASE WHEN ?9 THEN excluded.signupIP ELSE signupIP END,
+                        signupUserAgent = CASE WHEN ?9 THEN excluded.signupUserAgent ELSE signupUserAgent END
                     RETURNING id
                     """), arguments: arguments)!
-        var written = arguments
-        written += ["id": id]
         try db.cachedStatement(
             sql: """
                 INSERT INTO consent_event (subscriberId, kind, at, source, ip, userAgent)
-                SELECT :id, 'signup', :now, :source, :ip, :userAgent WHERE :queues
+                SELECT ?, 'signup', ?, ?, ?, ? WHERE ?
                 """
-        ).execute(arguments: written)
+        ).execute(arguments: [id, nowValue, client.source, client.ip, client.userAgent, queues])
         try db.cachedStatement(
             sql: """
                 INSERT INTO outbox (kind, subscriberId, openingId, state, attempts, nextAttemptAt, createdAt)
-                SELECT 'confirmation', :id, NULL, 'queued', 0, :now, :now WHERE :queues
+                SELECT 'confirmation', ?1, NULL, 'queued', 0, ?2, ?2 WHERE ?3
                 """
-        ).execute(arguments: written)
+        ).execute(arguments: [id, nowValue, queues])
         return outcome
     }
 

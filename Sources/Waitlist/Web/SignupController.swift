@@ -4,6 +4,7 @@ import Hummingbird
 import Logging
 import Metrics
 import NIOCore
+import Synchronization
 
 /// Signups from the HTML form and the JSON API. Every accepted signup gets the same answer,
 /// whether the address is new, pending, confirmed, unsubscribed or bounced, and whether the form
@@ -19,6 +20,8 @@ struct SignupController: Sendable {
     /// Called after a signup queued mail, so the worker sends it at once.
     let mailQueued: @Sendable () -> Void
     let now: @Sendable () -> Date
+    /// `waitlist_signups_total` by course.
+    let signupCounters = CountersByCourse(label: "waitlist_signups_total")
 
     /// How long a client may take to send its body.
     static let bodyTimeout: Duration = .seconds(10)
@@ -229,7 +232,7 @@ struct SignupController: Sendable {
         } catch let error as WaitlistError where error.kind != .unavailable {
             throw Self.visitorError(error, language: language)
         }
-        Counter(label: "waitlist_signups_total", dimensions: [("course", written.courseSlug)]).increment()
+        signupCounters.increment(course: written.courseSlug)
         context.logger.debug("Signup", metadata: ["course": "\(written.courseSlug)", "outcome": "\(written.outcome)"])
         if written.outcome == .confirmationQueued { mailQueued() }
     }
@@ -300,5 +303,26 @@ struct FormFields {
 
     private static func decode(_ text: Substring) -> String? {
         text.replacingOccurrences(of: "+", with: " ").removingPercentEncoding
+    }
+}
+
+/// A counter with a `course` dimension, each course's made once (making one looks it up in the
+/// metrics registry, which costs more than counting).
+final class CountersByCourse: Sendable {
+    private let label: String
+    private let counters = Mutex<[String: Counter]>([:])
+
+    init(label: String) {
+        self.label = label
+    }
+
+    func increment(course: String) {
+        let counter = counters.withLock { counters in
+            if let counter = counters[course] { return counter }
+            let counter = Counter(label: label, dimensions: [("course", course)])
+            counters[course] = counter
+            return counter
+        }
+        counter.increment()
     }
 }
