@@ -406,4 +406,31 @@ struct StorageTests {
         #expect(stored == [0, 1, 2, 4, 5, 6, 8, 9].map { "group\($0)@example.com" })
         #expect(try count("outbox", in: database) == 8)
     }
+
+    @Test(
+        "A checkpoint that fails for a full disk turns /healthz to 503 with the reason",
+        .enabled(if: SmallDisk.isAvailable, "mounting a tmpfs needs root and a machine that allows it"))
+    func failedCheckpointIsReported() async throws {
+        let disk = try SmallDisk.mount(megabytes: 32)
+        defer { disk.unmount() }
+        let world = try await fileWorld(at: disk.directory)
+        let checkpointer = try WALCheckpointer(database: world.database, logger: Logger(label: "test"))
+        // Given 4 MiB in the log that the file does not have yet, and a full disk
+        try await world.database.writer.write { db in
+            try db.execute(
+                sql: """
+                    WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1000)
+                    INSERT INTO subscriber (courseId, email, emailKey, language, status, createdAt, signupUserAgent)
+                    SELECT 1, 'f' || i || '@example.com', 'f' || i || '@example.com', 'ru', 'pending', ?, hex(randomblob(2000)) FROM n
+                    """, arguments: [Date()])
+        }
+        let filler = try disk.fill()
+        defer { try? FileManager.default.removeItem(at: filler) }
+        // When the checkpointer copies the log into the file
+        let problem = checkpointer.checkpointReportingFailure()
+        // Then it fails, and the health probe says so
+        #expect(problem != nil)
+        let report = await world.database.healthReport()
+        #expect(report.problem?.contains("checkpoint") == true, "\(report)")
+    }
 }

@@ -50,20 +50,32 @@ public struct WALCheckpointer: Service {
         }
     }
 
+    /// One checkpoint whose failure `/healthz` reports as a failed write (the disk full, say).
+    ///
+    /// - Returns: why it failed, or `nil`.
+    func checkpointReportingFailure() -> String? {
+        do {
+            try checkpoint()
+            return nil
+        } catch {
+            let problem = AppDatabase.describe(error)
+            database.signups.health.recordFailure("a checkpoint failed: \(problem)")
+            return problem
+        }
+    }
+
     public func run() async throws {
         var lastProblem: String?
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
             try? await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
-            do {
-                _ = try await NIOThreadPool.singleton.runIfActive { try checkpoint() }
+            guard let problem = try? await NIOThreadPool.singleton.runIfActive({ checkpointReportingFailure() }) else {
                 if lastProblem != nil { logger.info("Checkpoints work again") }
                 lastProblem = nil
-            } catch {
-                let problem = AppDatabase.describe(error)
-                // Once per kind of failure, not once a second.
-                if problem != lastProblem { logger.warning("Cannot checkpoint the database", metadata: ["error": "\(problem)"]) }
-                lastProblem = problem
+                continue
             }
+            // Once per kind of failure, not once a second.
+            if problem != lastProblem { logger.warning("Cannot checkpoint the database", metadata: ["error": "\(problem)"]) }
+            lastProblem = problem
         }
         try? connection.close()
     }
