@@ -6,7 +6,9 @@ limit off and the relay pointed at a closed port (the worker's confirmations fai
 retry: what is measured is the signup, not the mail), then:
 
 1. `wrk --latency` on GET /healthz and on POST /api/subscribe (bench/signup.lua: a new address per
-   request) at 1, 16 and 64 connections, 2 threads, BENCH_SECONDS each: requests a second, p50, p99.
+   request) at 1, 16 and 64 connections, 2 threads, BENCH_SECONDS each: requests a second, p50, p99;
+   then POST /api/subscribe paced at about half the higher signup rate (each connection waits 10 ms
+   after an answer; wrk's delay(): a closed loop with a pause, not a constant-rate open loop).
 2. Single-row `synchronous=FULL` commits a second in WAL mode on the same disk, Python's sqlite3.
 3. BENCH_RECIPIENTS confirmed subscribers written straight into the database, then `waitlist open`
    while 16 keep-alive clients sign up: the signup p50/p99/max while `open` queues (from its start
@@ -31,6 +33,8 @@ BENCH = Path(__file__).resolve().parent
 BINARY = Path(os.environ["WAITLIST_BIN"])
 SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
 RECIPIENTS = int(os.environ.get("BENCH_RECIPIENTS", "1000000"))
+# The paced run's wait between a connection's answer and its next request (whole milliseconds).
+PACE_MS = 10
 
 
 def free_port() -> int:
@@ -44,12 +48,14 @@ def milliseconds(text: str) -> float:
     return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
-def wrk(url: str, connections: int, script: list[str], label: list[str] = []) -> dict:
-    """One wrk run: requests a second, p50 and p99 in ms, and the answers that were not 202."""
+def wrk(url: str, connections: int, script: list[str], label: list[str] = [], pace_ms: int | None = None) -> dict:
+    """One wrk run: requests a second, p50 and p99 in ms, and the answers that were not 202.
+    With `pace_ms`, each connection waits that long after an answer before its next request."""
     threads = min(2, connections)
+    environment = os.environ | ({"BENCH_PACE_MS": str(pace_ms)} if pace_ms is not None else {})
     out = subprocess.run(
         ["wrk", f"-t{threads}", f"-c{connections}", f"-d{SECONDS}s", "--latency", *script, url, *label],
-        capture_output=True, text=True, timeout=SECONDS + 60, check=True).stdout
+        capture_output=True, text=True, timeout=SECONDS + 60, check=True, env=environment).stdout
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     p50 = milliseconds(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))
     p99 = milliseconds(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))
@@ -156,6 +162,13 @@ def main() -> None:
             script = ["-s", str(BENCH / "signup.lua")]
             results[f"signup_c{connections}"] = wrk(f"{base}/api/subscribe", connections, script, ["--", f"c{connections}"])
             print(f"POST /api/subscribe c={connections:<3} {results[f'signup_c{connections}']}", flush=True)
+        # Half the peak, paced: each connection waits PACE_MS after an answer, and there are as
+        # many connections as make half the peak at the latency seen with 16.
+        peak = max(results["signup_c16"]["rate"], results["signup_c64"]["rate"])
+        connections = max(1, round(peak / 2 * (PACE_MS + results["signup_c16"]["p50"]) / 1000))
+        half = wrk(f"{base}/api/subscribe", connections, script, ["--", "half"], pace_ms=PACE_MS)
+        results["signup_half_peak"] = half | {"connections": connections, "target_rate": peak / 2}
+        print(f"POST /api/subscribe at half the peak ({peak / 2:.0f}/s): {results['signup_half_peak']}", flush=True)
         results["single_commits_per_second"] = single_commits(folder)
         print(f"single-row synchronous=FULL commits/s: {results['single_commits_per_second']:.0f}", flush=True)
         results["while_open"] = signups_while_opening(port, database, environment)
