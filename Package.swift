@@ -31,6 +31,7 @@ let package = Package(
             path: "Sources/CCurl",
             providers: [.apt(["libcurl4-openssl-dev"])]
         ),
+        .systemLibrary(name: "CMalloc", path: "Sources/CMalloc"),
         .target(
             name: "CICU",
             path: "Sources/CICU",
@@ -64,6 +65,7 @@ let package = Package(
             name: "WaitlistCLI",
             dependencies: [
                 "Waitlist",
+                "CMalloc",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Sources/waitlist",
