@@ -458,6 +458,8 @@ def machine(binary: Path) -> dict:
         "swift": swift[0] if swift else "unknown",
         "commit": commit,
         "binary": str(binary),
+        # The checkout's commit says nothing of a binary built before it: its own time tells.
+        "binary_built": dt.datetime.fromtimestamp(binary.stat().st_mtime, dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "loadavg_start": Path("/proc/loadavg").read_text().split()[:3],
     }
 
@@ -476,7 +478,7 @@ def report(results: dict) -> str:
     source_args = re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:PORT", source_args)
     lines = [
         f"Machine: {m['nproc']} cores, {m['memory']} memory, {m['cpu']}, {m['kernel']}, {m['swift']}; "
-        f"waitlist {m['commit']}; {m['date']}; load average at start {' '.join(m['loadavg_start'])}, "
+        f"waitlist {m['commit']} (binary {m['binary']}, built {m.get('binary_built', 'unknown')}); {m['date']}; load average at start {' '.join(m['loadavg_start'])}, "
         f"at end {' '.join(results['loadavg_end'])}.",
         f"Announcement: {results['message_bytes']} bytes on the wire. WAITLIST_SEND_CONCURRENCY={results['concurrency']}. "
         f"DKIM: {results.get('dkim') or 'none'}. "

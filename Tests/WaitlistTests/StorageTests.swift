@@ -114,14 +114,20 @@ struct StorageTests {
         return world
     }
 
+    /// A fresh directory for one test's database files, which the test removes.
+    private func scratchDirectory(_ name: String) throws -> URL {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("waitlist-\(name)-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        return directory
+    }
+
     private func count(_ table: String, in database: AppDatabase) throws -> Int {
         try database.writer.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM \(table)") ?? -1 }
     }
 
     @Test("While another process holds the write lock, pages and /healthz answer, signups get a bounded 503, and succeed after")
     func anotherProcessHoldingTheWriteLock() async throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("waitlist-lock-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let directory = try scratchDirectory("lock")
         defer { try? FileManager.default.removeItem(at: directory) }
         let world = try await fileWorld(at: directory)
         let path = directory.appendingPathComponent("waitlist.sqlite").path
@@ -200,8 +206,7 @@ struct StorageTests {
 
     @Test("Signups that arrive while a commit is in flight are written together, each answered after its own commit")
     func signupsShareTransactions() async throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("waitlist-group-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let directory = try scratchDirectory("group")
         defer { try? FileManager.default.removeItem(at: directory) }
         let world = try await fileWorld(at: directory, busyTimeout: 10)
         let path = directory.appendingPathComponent("waitlist.sqlite").path
@@ -239,13 +244,6 @@ struct StorageTests {
         #expect(answered.count.withLock { $0 } == 20)
         #expect(try count("subscriber", in: world.database) == 21)
         #expect(world.database.signups.health.commits <= 4)
-    }
-
-    /// A fresh directory for one test's database files, removed by `cleanUp`.
-    private func scratchDirectory(_ name: String) throws -> URL {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("waitlist-\(name)-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        return directory
     }
 
     @Test("A write gets in between the short transactions of another process that keeps taking the write lock back")

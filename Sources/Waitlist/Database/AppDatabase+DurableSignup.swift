@@ -86,8 +86,9 @@ final class SignupWriter: Sendable {
             }
             health.recordFailure(AppDatabase.describe(error))
         } catch {
-            // One signup failed halfway (no savepoint per signup: they cost two statements each, and
-            // this does not happen in practice) and took the others' writes with it: each alone.
+            // One signup failed halfway and took the others' writes with it: each is written alone.
+            // (A savepoint per signup would keep the others, at two more statements each; a valid
+            // signup breaks no constraint, so this path is for the unforeseen.)
             for signup in due {
                 signup.outcome = nil
                 signup.failure = nil
