@@ -20,26 +20,7 @@ extension CLIHarness {
     /// Runs `waitlist bounce ARGS` as Postfix's pipe does: the message on stdin, and no
     /// environment but the variable naming the settings file.
     func pipe(_ input: [UInt8], arguments: [String] = [], config: String) throws -> Result {
-        let process = Process()
-        process.executableURL = try Self.executable
-        process.arguments = ["bounce"] + arguments
-        process.environment = ["WAITLIST_CONFIG": config]
-        process.currentDirectoryURL = directory
-        let stdin = Pipe()
-        let out = Pipe()
-        let err = Pipe()
-        process.standardInput = stdin
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        try stdin.fileHandleForWriting.write(contentsOf: Data(input))
-        try stdin.fileHandleForWriting.close()
-        let stdout = out.fileHandleForReading.readDataToEndOfFile()
-        let stderr = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return Result(
-            status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self),
-            stderr: String(decoding: stderr, as: UTF8.self))
+        try run(arguments: ["bounce"] + arguments, onlyEnvironment: ["WAITLIST_CONFIG": config], input: Data(input))
     }
 
     /// The tag of the latest mail to `email`, made with the database's own key.

@@ -58,18 +58,27 @@ struct CLIHarness {
         try run(arguments: arguments, extraEnvironment: extraEnvironment)
     }
 
-    func run(arguments: [String], extraEnvironment: [String: String] = [:]) throws -> Result {
+    /// Runs `waitlist ARGS` to its end. `input` goes to its standard input (else /dev/null);
+    /// `onlyEnvironment` replaces the harness's environment instead of adding to it.
+    func run(
+        arguments: [String], extraEnvironment: [String: String] = [:], onlyEnvironment: [String: String]? = nil, input: Data? = nil
+    ) throws -> Result {
         let process = Process()
         process.executableURL = try Self.executable
         process.arguments = arguments
-        process.environment = environment.merging(extraEnvironment) { $1 }
+        process.environment = onlyEnvironment ?? environment.merging(extraEnvironment) { $1 }
         process.currentDirectoryURL = directory
         let out = Pipe()
         let err = Pipe()
         process.standardOutput = out
         process.standardError = err
-        process.standardInput = FileHandle.nullDevice
+        let stdin = input.map { _ in Pipe() }
+        process.standardInput = stdin ?? FileHandle.nullDevice
         try process.run()
+        if let stdin, let input {
+            try stdin.fileHandleForWriting.write(contentsOf: input)
+            try stdin.fileHandleForWriting.close()
+        }
         let stdout = out.fileHandleForReading.readDataToEndOfFile()
         let stderr = err.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
