@@ -22,6 +22,8 @@ struct SignupController: Sendable {
     let now: @Sendable () -> Date
     /// `waitlist_signups_total` by course.
     let signupCounters = CountersByCourse(label: "waitlist_signups_total")
+    /// The deadlines of the bodies being read (``bodyTimeout``).
+    let bodyDeadlines = BodyDeadlines()
 
     /// How long a client may take to send its body.
     static let bodyTimeout: Duration = .seconds(10)
@@ -207,8 +209,8 @@ struct SignupController: Sendable {
                     throw HTTPError(.badRequest, message: "The request body could not be read.")
                 }
             }
-            group.addTask {
-                try await Task.sleep(for: Self.bodyTimeout)
+            group.addTask { [bodyDeadlines] in
+                await bodyDeadlines.wait(until: .now + Self.bodyTimeout)
                 return nil
             }
             defer { group.cancelAll() }
