@@ -336,6 +336,20 @@ struct StorageTests {
         #expect(try await server.writer.read { db in try Int.fetchOne(db, sql: announcements) } == 40000)
     }
 
+    @Test("A database file's writer syncs every commit to the disk (synchronous=FULL), also after GRDB switched it to WAL")
+    func writerSyncsEveryCommit() async throws {
+        let directory = try scratchDirectory("synchronous")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = directory.appendingPathComponent("waitlist.sqlite").path
+        // A new file and one opened again
+        for _ in 0..<2 {
+            let database = try AppDatabase.open(path: path)
+            let setting = try await database.writer.write { db in try Int.fetchOne(db, sql: "PRAGMA synchronous") }
+            #expect(setting == 2, "synchronous is \(String(describing: setting)) (1: NORMAL, 2: FULL)")
+            #expect(try await database.writer.read { db in try String.fetchOne(db, sql: "PRAGMA journal_mode") } == "wal")
+        }
+    }
+
     @Test("The server's commits never copy the log into the file: its checkpointer does, from a connection of its own")
     func checkpointsLeaveTheWriter() async throws {
         let directory = try scratchDirectory("checkpoints")

@@ -31,9 +31,12 @@ public struct AppDatabase: Sendable {
         do {
             let directory = URL(fileURLWithPath: path).deletingLastPathComponent().path
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-            return try AppDatabase(
-                DatabasePool(path: path, configuration: makeConfiguration(busyTimeout: busyTimeout)),
-                longestSignupWait: .seconds(busyTimeout))
+            let pool = try DatabasePool(path: path, configuration: makeConfiguration(busyTimeout: busyTimeout))
+            // GRDB sets `synchronous = NORMAL` on a pool's writer when it switches the file to WAL,
+            // after `prepareDatabase`; a commit would then reach the disk only at the next
+            // checkpoint, and a power cut could take back signups already answered `202`.
+            try pool.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
+            return try AppDatabase(pool, longestSignupWait: .seconds(busyTimeout))
         } catch let error as DatabaseError where [.SQLITE_NOTADB, .SQLITE_CORRUPT].contains(error.resultCode) {
             throw WaitlistError(.data, "The database \(path) is damaged: \(Self.describe(error)). Restore it from a backup.")
         } catch {
