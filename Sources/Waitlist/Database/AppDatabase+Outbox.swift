@@ -165,12 +165,24 @@ extension AppDatabase {
     /// message in `outbox_sent`, in one transaction for the whole group (``GroupCommit``). The outbox
     /// rows become `sent` when the records are applied (``applySentRecords()``), which every claim
     /// does first: until then a recorded row keeps its lease, and no sender can claim it again.
+    ///
+    /// Unlike every other commit, these are not synced to the disk on their own (`synchronous =
+    /// NORMAL` for this transaction only): the next synced commit or checkpoint takes them there. A
+    /// crashed process loses none of them; a power cut may lose the last ones, and their messages go
+    /// out again, as SMTP allows after any lost reply. A sync per group of four records cost a
+    /// third of the fan-out's rate (`bench/run`: 4,799 messages a second against 7,000 and more).
+    /// Claims stay synced, so the links in every message sent keep working.
     public func recordSent(ids: [Int64], now: Date = Date()) throws {
         guard !ids.isEmpty else { return }
-        try writer.write { db in
-            let record = try db.cachedStatement(sql: "INSERT OR REPLACE INTO outbox_sent (outboxId, sentAt) VALUES (?, ?)")
-            let nowValue = StoredDate.value(now)
-            for id in ids { try record.execute(arguments: [id, nowValue]) }
+        try writer.writeWithoutTransaction { db in
+            try db.execute(sql: "PRAGMA synchronous = NORMAL")
+            defer { try? db.execute(sql: "PRAGMA synchronous = FULL") }
+            try db.inTransaction(.immediate) {
+                let record = try db.cachedStatement(sql: "INSERT OR REPLACE INTO outbox_sent (outboxId, sentAt) VALUES (?, ?)")
+                let nowValue = StoredDate.value(now)
+                for id in ids { try record.execute(arguments: [id, nowValue]) }
+                return .commit
+            }
         }
     }
 
