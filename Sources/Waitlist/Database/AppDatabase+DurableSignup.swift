@@ -3,7 +3,7 @@ import GRDB
 
 /// The course a signup is for: one the caller has looked up, or one named by its slug (`nil`:
 /// the only course), looked up in the signup's own transaction.
-public enum SignupCourse: Sendable, Equatable {
+public enum SignupCourse: Sendable, Hashable {
     case id(Int64)
     case slug(String?)
 }
@@ -102,20 +102,32 @@ final class SignupWriter: Sendable {
     }
 
     /// Writes `signups` in one transaction; a signup whose course is not found is left out (its
-    /// failure set) before it writes anything.
+    /// failure set) before it writes anything. Each course named is looked up once.
     private static func writeTogether(_ signups: [PendingSignup], to writer: any DatabaseWriter) throws {
         try writer.write { db in
+            let statements = try AppDatabase.SignupStatements(db)
+            var courses: [SignupCourse: Result<(id: Int64, slug: String), WaitlistError>] = [:]
             for signup in signups {
-                let course: (id: Int64, slug: String)
-                do {
-                    course = try AppDatabase.signupCourse(db, signup.course)
-                } catch let error as WaitlistError {
-                    signup.failure = error
-                    continue
+                let found: Result<(id: Int64, slug: String), WaitlistError>
+                if let known = courses[signup.course] {
+                    found = known
+                } else {
+                    do {
+                        found = .success(try AppDatabase.signupCourse(db, signup.course))
+                    } catch let error as WaitlistError {
+                        found = .failure(error)
+                    }
+                    courses[signup.course] = found
                 }
-                signup.outcome = try AppDatabase.subscribe(
-                    db, email: signup.email, courseId: course.id, language: signup.language, client: signup.client, now: signup.now)
-                signup.courseSlug = course.slug
+                switch found {
+                case .failure(let error):
+                    signup.failure = error
+                case .success(let course):
+                    signup.outcome = try AppDatabase.subscribe(
+                        db, statements: statements, email: signup.email, courseId: course.id, language: signup.language,
+                        client: signup.client, now: signup.now)
+                    signup.courseSlug = course.slug
+                }
             }
         }
     }

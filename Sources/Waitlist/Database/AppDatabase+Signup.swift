@@ -67,25 +67,65 @@ extension AppDatabase {
         client: ClientContext,
         now: Date = Date()
     ) throws -> SignupOutcome {
-        try writer.write { db in try Self.subscribe(db, email: email, courseId: courseId, language: language, client: client, now: now) }
+        try writer.write { db in
+            try Self.subscribe(
+                db, statements: SignupStatements(db), email: email, courseId: courseId, language: language, client: client, now: now)
+        }
     }
 
-    /// The statements of a signup (``subscribe(email:courseId:language:client:now:)``), inside a
-    /// transaction of the caller's.
-    static func subscribe(
-        _ db: Database, email: EmailAddress, courseId: Int64, language: Language, client: ClientContext, now: Date
-    ) throws -> SignupOutcome {
-        // The address's row and its confirmations since it last confirmed (none for an address
-        // never seen), in one statement.
-        let known = try Row.fetchOne(
-            db.cachedStatement(
+    /// The prepared statements of a signup, looked up in the connection's cache once for a
+    /// transaction's signups rather than once for each (a lookup hashes the whole SQL text).
+    struct SignupStatements {
+        let known: Statement
+        let upsert: Statement
+        let consent: Statement
+        let confirmation: Statement
+
+        init(_ db: Database) throws {
+            // The address's row and its confirmations since it last confirmed (none for an address
+            // never seen), in one statement.
+            known = try db.cachedStatement(
                 sql: """
                     SELECT s.id, s.status, count(o.id) AS n, max(o.createdAt) AS last FROM subscriber s
                     LEFT JOIN outbox o ON o.subscriberId = s.id AND o.kind = 'confirmation' AND o.state != 'cancelled'
                         AND (s.confirmedAt IS NULL OR o.createdAt > s.confirmedAt)
                     WHERE s.courseId = ? AND s.emailKey = ?
                     GROUP BY s.id
-                    """), arguments: [courseId, email.key])
+                    """)
+            // Numbered parameters, each bound once: ?1 course, ?2 email, ?3 key, ?4 language, ?5 now,
+            // ?6 source, ?7 ip, ?8 user agent, ?9 whether a confirmation is queued.
+            upsert = try db.cachedStatement(
+                sql: """
+                    INSERT INTO subscriber (courseId, email, emailKey, language, status, createdAt, signupSource, signupIP, signupUserAgent)
+                    VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6, ?7, ?8)
+                    ON CONFLICT (courseId, emailKey) DO UPDATE SET
+                        status = CASE WHEN ?9 THEN 'pending' ELSE status END,
+                        language = CASE WHEN ?9 THEN excluded.language ELSE language END,
+                        signupSource = CASE WHEN ?9 THEN excluded.signupSource ELSE signupSource END,
+                        signupIP = CASE WHEN ?9 THEN excluded.signupIP ELSE signupIP END,
+                        signupUserAgent = CASE WHEN ?9 THEN excluded.signupUserAgent ELSE signupUserAgent END
+                    RETURNING id
+                    """)
+            consent = try db.cachedStatement(
+                sql: """
+                    INSERT INTO consent_event (subscriberId, kind, at, source, ip, userAgent)
+                    SELECT ?, 'signup', ?, ?, ?, ? WHERE ?
+                    """)
+            confirmation = try db.cachedStatement(
+                sql: """
+                    INSERT INTO outbox (kind, subscriberId, openingId, state, attempts, nextAttemptAt, createdAt)
+                    SELECT 'confirmation', ?1, NULL, 'queued', 0, ?2, ?2 WHERE ?3
+                    """)
+        }
+    }
+
+    /// The statements of a signup (``subscribe(email:courseId:language:client:now:)``), inside a
+    /// transaction of the caller's.
+    static func subscribe(
+        _ db: Database, statements: SignupStatements, email: EmailAddress, courseId: Int64, language: Language, client: ClientContext,
+        now: Date
+    ) throws -> SignupOutcome {
+        let known = try Row.fetchOne(statements.known, arguments: [courseId, email.key])
         let status: SubscriberStatus? = known?["status"]
         let outcome: SignupOutcome
         switch status {
@@ -103,37 +143,13 @@ extension AppDatabase {
             }
         }
         let queues = outcome == .confirmationQueued
-        // Numbered parameters, each bound once: ?1 course, ?2 email, ?3 key, ?4 language, ?5 now,
-        // ?6 source, ?7 ip, ?8 user agent, ?9 whether a confirmation is queued.
         let nowValue = StoredDate.value(now)
         let arguments: StatementArguments = [
             courseId, email.value, email.key, language, nowValue, client.source, client.ip, client.userAgent, queues,
         ]
-        let id = try Int64.fetchOne(
-            db.cachedStatement(
-                sql: """
-                    INSERT INTO subscriber (courseId, email, emailKey, language, status, createdAt, signupSource, signupIP, signupUserAgent)
-                    VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6, ?7, ?8)
-                    ON CONFLICT (courseId, emailKey) DO UPDATE SET
-                        status = CASE WHEN ?9 THEN 'pending' ELSE status END,
-                        language = CASE WHEN ?9 THEN excluded.language ELSE language END,
-                        signupSource = CASE WHEN ?9 THEN excluded.signupSource ELSE signupSource END,
-                        signupIP = CASE WHEN ?9 THEN excluded.signupIP ELSE signupIP END,
-                        signupUserAgent = CASE WHEN ?9 THEN excluded.signupUserAgent ELSE signupUserAgent END
-                    RETURNING id
-                    """), arguments: arguments)!
-        try db.cachedStatement(
-            sql: """
-                INSERT INTO consent_event (subscriberId, kind, at, source, ip, userAgent)
-                SELECT ?, 'signup', ?, ?, ?, ? WHERE ?
-                """
-        ).execute(arguments: [id, nowValue, client.source, client.ip, client.userAgent, queues])
-        try db.cachedStatement(
-            sql: """
-                INSERT INTO outbox (kind, subscriberId, openingId, state, attempts, nextAttemptAt, createdAt)
-                SELECT 'confirmation', ?1, NULL, 'queued', 0, ?2, ?2 WHERE ?3
-                """
-        ).execute(arguments: [id, nowValue, queues])
+        let id = try Int64.fetchOne(statements.upsert, arguments: arguments)!
+        try statements.consent.execute(arguments: [id, nowValue, client.source, client.ip, client.userAgent, queues])
+        try statements.confirmation.execute(arguments: [id, nowValue, queues])
         return outcome
     }
 
