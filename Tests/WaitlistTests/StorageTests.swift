@@ -121,6 +121,17 @@ struct StorageTests {
         return directory
     }
 
+    /// Writes `count` new pending subscribers (`PREFIX-i@example.com`), each with a user agent of
+    /// `bytes` random bytes in hex: a quick way to fill pages.
+    private static func insertFiller(_ db: Database, prefix: String, count: Int, bytes: Int) throws {
+        try db.execute(
+            sql: """
+                WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?)
+                INSERT INTO subscriber (courseId, email, emailKey, language, status, createdAt, signupUserAgent)
+                SELECT 1, ? || '-' || i || '@example.com', ? || '-' || i || '@example.com', 'ru', 'pending', ?, hex(randomblob(?)) FROM n
+                """, arguments: [count, prefix, prefix, Date(), bytes])
+    }
+
     private func count(_ table: String, in database: AppDatabase) throws -> Int {
         try database.writer.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM \(table)") ?? -1 }
     }
@@ -365,15 +376,7 @@ struct StorageTests {
         // When the server's writer commits 24 MiB in 24 transactions (6,000 pages; SQLite's own
         // checkpoint would copy them back whenever the log passed 1,000)
         for batch in 0..<24 {
-            try await database.writer.write { db in
-                try db.execute(
-                    sql: """
-                        WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 256)
-                        INSERT INTO subscriber (courseId, email, emailKey, language, status, createdAt, signupUserAgent)
-                        SELECT 1, 'b\(batch)-' || i || '@example.com', 'b\(batch)-' || i || '@example.com', 'ru', 'pending', ?,
-                            hex(randomblob(2000)) FROM n
-                        """, arguments: [Date()])
-            }
+            try await database.writer.write { db in try Self.insertFiller(db, prefix: "b\(batch)", count: 256, bytes: 2000) }
         }
         // Then the log holds all of it, and one checkpoint puts all of it into the file
         let log = try #require(try FileManager.default.attributesOfItem(atPath: path + "-wal")[.size] as? Int)
@@ -393,22 +396,14 @@ struct StorageTests {
         let database = try AppDatabase.open(path: path)
         let checkpointer = try WALCheckpointer(database: database, restartFrames: 200, logger: Logger(label: "test"))
         // Given the server's writer committing new rows with a millisecond between commits (about
-        // 14 new pages a commit)
+        // 20 new pages a commit)
         let writing = StopFlag()
         let writer = Task.detached {
             await onOwnThread {
                 var batch = 0
                 while !writing.isStopped {
                     batch += 1
-                    try? database.writer.write { db in
-                        try db.execute(
-                            sql: """
-                                WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 40)
-                                INSERT INTO subscriber (courseId, email, emailKey, language, status, createdAt, signupUserAgent)
-                                SELECT 1, 'r\(batch)-' || i || '@example.com', 'r\(batch)-' || i || '@example.com', 'ru', 'pending', ?,
-                                    hex(randomblob(1000)) FROM n
-                                """, arguments: [Date()])
-                    }
+                    try? database.writer.write { db in try Self.insertFiller(db, prefix: "r\(batch)", count: 40, bytes: 1000) }
                     usleep(1000)
                 }
                 return batch
@@ -480,14 +475,7 @@ struct StorageTests {
         let world = try await fileWorld(at: disk.directory)
         let checkpointer = try WALCheckpointer(database: world.database, logger: Logger(label: "test"))
         // Given 4 MiB in the log that the file does not have yet, and a full disk
-        try await world.database.writer.write { db in
-            try db.execute(
-                sql: """
-                    WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1000)
-                    INSERT INTO subscriber (courseId, email, emailKey, language, status, createdAt, signupUserAgent)
-                    SELECT 1, 'f' || i || '@example.com', 'f' || i || '@example.com', 'ru', 'pending', ?, hex(randomblob(2000)) FROM n
-                    """, arguments: [Date()])
-        }
+        try await world.database.writer.write { db in try Self.insertFiller(db, prefix: "f", count: 1000, bytes: 2000) }
         let filler = try disk.fill()
         defer { try? FileManager.default.removeItem(at: filler) }
         // When the checkpointer copies the log into the file
