@@ -12,8 +12,9 @@ import Synchronization
 /// 1,000 pages: on a busy server, a signup's commit, which then copies some 4 MB into the file and
 /// syncs it while every other signup waits. With the automatic checkpoint off on the server's
 /// writer, this job checkpoints every ``interval`` in `PASSIVE` mode, which waits for no reader
-/// and no writer. (`bench/signup`, 64 connections: 2,880–3,526 durable signups a second with the
-/// automatic checkpoint, 4,006–4,728 with this job.)
+/// and no writer. (`bench/signup`, 64 connections: 2,880–3,526 signups a second with the
+/// automatic checkpoint, 4,006–4,728 with this job, both before commits were synced: see
+/// bench/README.md.)
 ///
 /// A `PASSIVE` checkpoint copies the frames that were in the log when it began; while signups
 /// keep coming, more have always been added by the time it ends, so the log is never complete and
