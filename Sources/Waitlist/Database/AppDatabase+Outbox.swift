@@ -175,8 +175,8 @@ extension AppDatabase {
     public func recordSent(ids: [Int64], now: Date = Date()) throws {
         guard !ids.isEmpty else { return }
         try writer.writeWithoutTransaction { db in
-            try db.execute(sql: "PRAGMA synchronous = NORMAL")
-            defer { try? db.execute(sql: "PRAGMA synchronous = FULL") }
+            try db.cachedStatement(sql: "PRAGMA synchronous = NORMAL").execute()
+            defer { try? db.cachedStatement(sql: "PRAGMA synchronous = FULL").execute() }
             try db.inTransaction(.immediate) {
                 let record = try db.cachedStatement(sql: "INSERT OR REPLACE INTO outbox_sent (outboxId, sentAt) VALUES (?, ?)")
                 let nowValue = StoredDate.value(now)
