@@ -348,7 +348,7 @@ struct StorageTests {
     }
 
     @Test("A database file's writer syncs its commits to the disk (synchronous=FULL), also after GRDB switched it to WAL")
-    func writerSyncsEveryCommit() async throws {
+    func writerSyncsItsCommits() async throws {
         let directory = try scratchDirectory("synchronous")
         defer { try? FileManager.default.removeItem(at: directory) }
         let path = directory.appendingPathComponent("waitlist.sqlite").path

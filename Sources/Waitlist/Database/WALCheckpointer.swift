@@ -45,10 +45,9 @@ public final class WALCheckpointer: Service, Sendable {
     /// Turns the automatic checkpoint of the server's writer off and opens the connection that
     /// checkpoints instead.
     ///
-    /// - Throws: `WaitlistError(.unavailable)` when the database file cannot be opened again.
-    ///
     /// - Parameter restartFrames: how long the log may be before a `RESTART` checkpoint follows the
     ///   `PASSIVE` one (1,000 frames: SQLite's automatic checkpoint's size).
+    /// - Throws: `WaitlistError(.unavailable)` when the database file cannot be opened again.
     public init(database: AppDatabase, interval: Duration = .seconds(1), restartFrames: Int = 1000, logger: Logger) throws(WaitlistError) {
         self.database = database
         self.interval = interval
