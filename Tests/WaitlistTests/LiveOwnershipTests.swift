@@ -78,10 +78,9 @@ struct LiveOwnershipTests {
                 guard clock.now < deadline else { return false }
                 usleep(5000)
             }
-            kill(pid, SIGSTOP)
-            return true
+            return freezeOutsideTransaction(pid, databasePath: cli.databasePath, deadline: deadline)
         }
-        try #require(frozen, "open never got past 300 messages")
+        try #require(frozen, "open never got past 300 messages, or was never frozen between its transactions")
         let frozenAt = server.receivedCount()
 
         // Off the test pool: the takeover takes a few seconds, and other tests need the pool meanwhile.
@@ -98,6 +97,33 @@ struct LiveOwnershipTests {
         #expect(duplicates <= 4, "\(duplicates) duplicates")
         #expect(sentBySend > 0, "send never took over")
         #expect(try AppDatabase.open(path: cli.databasePath).status(courseId: 1).mailSent == addresses.count)
+    }
+
+    /// Stops `pid` at a moment it holds no write lock on the database. A process frozen inside a
+    /// transaction keeps SQLite's lock, and no lease lets anyone else write until it runs again
+    /// (a `send` then says the database is not answering, exit 69): what this suite tests is the
+    /// lease, so the freeze is retried until the lock is free.
+    private func freezeOutsideTransaction(_ pid: pid_t, databasePath: String, deadline: ContinuousClock.Instant) -> Bool {
+        var configuration = Configuration()
+        configuration.busyMode = .immediateError
+        guard let probe = try? DatabaseQueue(path: databasePath, configuration: configuration) else { return false }
+        while ContinuousClock().now < deadline {
+            kill(pid, SIGSTOP)
+            while !isStopped(pid), ContinuousClock().now < deadline { usleep(200) }
+            let lockFree = (try? probe.inDatabase { db in try db.execute(sql: "BEGIN IMMEDIATE; ROLLBACK") }) != nil
+            if lockFree { return true }
+            kill(pid, SIGCONT)
+            usleep(1000)
+        }
+        return false
+    }
+
+    /// Whether the kernel has stopped every thread of `pid` (state `T` in `/proc/PID/stat`).
+    private func isStopped(_ pid: pid_t) -> Bool {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+            let end = stat.range(of: ") ", options: .backwards)
+        else { return false }
+        return stat[end.upperBound...].hasPrefix("T")
     }
 
     @Test("status counts a message sent once the relay's 250 is recorded, before any other sender runs")
