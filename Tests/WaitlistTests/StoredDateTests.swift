@@ -23,4 +23,24 @@ import Testing
         #expect(StoredDate.value(second.addingTimeInterval(0.25)) == "2026-11-30 00:53:20.250".databaseValue)
         #expect(StoredDate.value(second.addingTimeInterval(1.007)) == "2026-11-30 00:53:21.007".databaseValue)
     }
+
+    @Test("The calendar fields worked out by arithmetic are the Gregorian calendar's in UTC")
+    func utcTimeIsTheCalendars() {
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = .gmt
+        var generator = SplitMix64(seed: 0xCA1E)
+        // From 1600 to 2400, and the days around 1970, the leap days of 1600, 1900 (none), 2000, 2100 (none).
+        var dates = (0..<20_000).map { _ in
+            Date(timeIntervalSince1970: Double.random(in: -11_676_096_000..<13_569_465_600, using: &generator))
+        }
+        dates += [-86_400.5, -1, -0.25, 0, 86_399.999, -11_670_912_000, -2_203_891_200, 951_782_400, 4_107_456_000]
+            .map { Date(timeIntervalSince1970: $0) }
+        for date in dates {
+            let expected = calendar.dateComponents([.year, .month, .day, .weekday, .hour, .minute, .second], from: date)
+            let time = UTCTime(date)
+            let fields = [time.year, time.month, time.day, time.weekday, time.hour, time.minute, time.second]
+            let want = [expected.year, expected.month, expected.day, expected.weekday, expected.hour, expected.minute, expected.second]
+            #expect(fields == want.map { $0 ?? -1 }, "\(date.timeIntervalSince1970)")
+        }
+    }
 }
