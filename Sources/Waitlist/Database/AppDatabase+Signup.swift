@@ -74,27 +74,30 @@ extension AppDatabase {
     }
 
     /// The prepared statements of a signup, looked up in the connection's cache once for a
-    /// transaction's signups rather than once for each (a lookup hashes the whole SQL text).
+    /// transaction's signups rather than once for each (a lookup hashes the whole SQL text), and
+    /// bound through SQLite's interface (``SteppedStatement``).
     struct SignupStatements {
-        let known: Statement
-        let upsert: Statement
-        let consent: Statement
-        let confirmation: Statement
+        let known: SteppedStatement
+        let upsert: SteppedStatement
+        let consent: SteppedStatement
+        let confirmation: SteppedStatement
 
         init(_ db: Database) throws {
-            // The address's row and its confirmations since it last confirmed (none for an address
-            // never seen), in one statement.
-            known = try db.cachedStatement(
+            // The address's row, its confirmations since it last confirmed and whether one of them
+            // is younger than ?3 (nothing for an address never seen), in one statement.
+            known = try SteppedStatement(
+                db,
                 sql: """
-                    SELECT s.id, s.status, count(o.id) AS n, max(o.createdAt) AS last FROM subscriber s
+                    SELECT s.status, count(o.id), max(o.createdAt) > ?3 FROM subscriber s
                     LEFT JOIN outbox o ON o.subscriberId = s.id AND o.kind = 'confirmation' AND o.state != 'cancelled'
                         AND (s.confirmedAt IS NULL OR o.createdAt > s.confirmedAt)
-                    WHERE s.courseId = ? AND s.emailKey = ?
+                    WHERE s.courseId = ?1 AND s.emailKey = ?2
                     GROUP BY s.id
                     """)
-            // Numbered parameters, each bound once: ?1 course, ?2 email, ?3 key, ?4 language, ?5 now,
-            // ?6 source, ?7 ip, ?8 user agent, ?9 whether a confirmation is queued.
-            upsert = try db.cachedStatement(
+            // ?1 course, ?2 email, ?3 key, ?4 language, ?5 now, ?6 source, ?7 ip, ?8 user agent,
+            // ?9 whether a confirmation is queued.
+            upsert = try SteppedStatement(
+                db,
                 sql: """
                     INSERT INTO subscriber (courseId, email, emailKey, language, status, createdAt, signupSource, signupIP, signupUserAgent)
                     VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6, ?7, ?8)
@@ -106,12 +109,16 @@ extension AppDatabase {
                         signupUserAgent = CASE WHEN ?9 THEN excluded.signupUserAgent ELSE signupUserAgent END
                     RETURNING id
                     """)
-            consent = try db.cachedStatement(
+            // ?1 subscriber, ?2 now, ?3 source, ?4 ip, ?5 user agent, ?6 whether a confirmation is queued.
+            consent = try SteppedStatement(
+                db,
                 sql: """
                     INSERT INTO consent_event (subscriberId, kind, at, source, ip, userAgent)
-                    SELECT ?, 'signup', ?, ?, ?, ? WHERE ?
+                    SELECT ?1, 'signup', ?2, ?3, ?4, ?5 WHERE ?6
                     """)
-            confirmation = try db.cachedStatement(
+            // ?1 subscriber, ?2 now, ?3 whether a confirmation is queued.
+            confirmation = try SteppedStatement(
+                db,
                 sql: """
                     INSERT INTO outbox (kind, subscriberId, openingId, state, attempts, nextAttemptAt, createdAt)
                     SELECT 'confirmation', ?1, NULL, 'queued', 0, ?2, ?2 WHERE ?3
@@ -125,31 +132,57 @@ extension AppDatabase {
         _ db: Database, statements: SignupStatements, email: EmailAddress, courseId: Int64, language: Language, client: ClientContext,
         now: Date
     ) throws -> SignupOutcome {
-        let known = try Row.fetchOne(statements.known, arguments: [courseId, email.key])
-        let status: SubscriberStatus? = known?["status"]
+        let known = statements.known
+        defer { known.reset() }
+        known.bind(courseId, at: 1)
+        known.bind(email.key, at: 2)
+        known.bind(StoredDate.text(now.addingTimeInterval(-Self.confirmationInterval)), at: 3)
         let outcome: SignupOutcome
-        switch status {
-        case nil: outcome = .confirmationQueued
-        case .confirmed: outcome = .alreadyConfirmed
-        case .bounced: outcome = .suppressed
-        case .pending, .unsubscribed:
-            let last: Date? = known?["last"]
-            if (known?["n"] as Int? ?? 0) >= Self.maximumConfirmations {
-                outcome = .throttled
-            } else if let last, now.timeIntervalSince(last) < Self.confirmationInterval {
-                outcome = .throttled
-            } else {
-                outcome = .confirmationQueued
+        if try known.step(db) {
+            switch known.text(at: 0).flatMap(SubscriberStatus.init(rawValue:)) {
+            case .confirmed: outcome = .alreadyConfirmed
+            case .bounced: outcome = .suppressed
+            case .pending, .unsubscribed, nil:
+                let throttled = known.int64(at: 1) >= Self.maximumConfirmations || known.int64(at: 2) != 0
+                outcome = throttled ? .throttled : .confirmationQueued
             }
+        } else {
+            outcome = .confirmationQueued
         }
         let queues = outcome == .confirmationQueued
-        let nowValue = StoredDate.value(now)
-        let arguments: StatementArguments = [
-            courseId, email.value, email.key, language, nowValue, client.source, client.ip, client.userAgent, queues,
-        ]
-        let id = try Int64.fetchOne(statements.upsert, arguments: arguments)!
-        try statements.consent.execute(arguments: [id, nowValue, client.source, client.ip, client.userAgent, queues])
-        try statements.confirmation.execute(arguments: [id, nowValue, queues])
+        let now = StoredDate.text(now)
+
+        let upsert = statements.upsert
+        defer { upsert.reset() }
+        upsert.bind(courseId, at: 1)
+        upsert.bind(email.value, at: 2)
+        upsert.bind(email.key, at: 3)
+        upsert.bind(language.rawValue, at: 4)
+        upsert.bind(now, at: 5)
+        upsert.bind(client.source, at: 6)
+        upsert.bind(client.ip, at: 7)
+        upsert.bind(client.userAgent, at: 8)
+        upsert.bind(queues, at: 9)
+        guard try upsert.step(db) else { throw DatabaseError(resultCode: .SQLITE_INTERNAL, message: "the signup's upsert returned no id") }
+        let id = upsert.int64(at: 0)
+        try upsert.run(db)
+
+        let consent = statements.consent
+        defer { consent.reset() }
+        consent.bind(id, at: 1)
+        consent.bind(now, at: 2)
+        consent.bind(client.source, at: 3)
+        consent.bind(client.ip, at: 4)
+        consent.bind(client.userAgent, at: 5)
+        consent.bind(queues, at: 6)
+        try consent.run(db)
+
+        let confirmation = statements.confirmation
+        defer { confirmation.reset() }
+        confirmation.bind(id, at: 1)
+        confirmation.bind(now, at: 2)
+        confirmation.bind(queues, at: 3)
+        try confirmation.run(db)
         return outcome
     }
 

@@ -14,7 +14,10 @@ enum StoredDate {
     /// The text of the last whole second asked for, by its seconds since 1970.
     private static let lastSecond = Mutex<(second: Double, text: String)?>(nil)
 
-    static func value(_ date: Date) -> DatabaseValue {
+    static func value(_ date: Date) -> DatabaseValue { text(date).databaseValue }
+
+    /// The text stored for `date`.
+    static func text(_ date: Date) -> String {
         // As GRDB's formatter does: the date in whole milliseconds, rounded to the nearest.
         let milliseconds = (date.timeIntervalSince1970 * 1000).rounded()
         let second = (milliseconds / 1000).rounded(.down)
@@ -30,6 +33,6 @@ enum StoredDate {
             lastSecond.withLock { $0 = (second, prefix) }
         }
         let digits = String(millisecond)
-        return (prefix + "." + String(repeating: "0", count: 3 - digits.count) + digits).databaseValue
+        return prefix + "." + String(repeating: "0", count: 3 - digits.count) + digits
     }
 }
