@@ -439,6 +439,40 @@ struct OutboxTests {
         #expect(summaryA.sent + summaryB.sent == 300)
         #expect(try first.backlog().isEmpty)
     }
+
+    @Test("The next batch is claimed while the lanes still send the current one, not after it runs out")
+    func nextBatchIsClaimedAhead() async throws {
+        let database = try AppDatabase.inMemory()
+        for index in 0..<40 {
+            _ = try database.subscribe(
+                email: try EmailAddress("person\(index)@example.com"), courseId: 1, language: .ru, client: ClientContext())
+        }
+        let world = try await TestWorld.make()
+        // Two lanes, batches of 10: the eight first messages go through, then both lanes are held
+        // with the batch's last two messages in hand, and nothing of the batch is waiting.
+        let transport = GatedTransport(passing: 8)
+        let sender = OutboxSender(
+            database: database, transport: transport, composer: world.composer, concurrency: 2, logger: .init(label: "test"), batchSize: 10)
+        let run = Task { try await sender.run(mode: .drain) }
+        let claimedWhileHeld = await onOwnThread { () -> Int in
+            transport.waitUntilHolding(2)
+            let clock = ContinuousClock()
+            let deadline = clock.now + .seconds(10)
+            var claimed = 0
+            repeat {
+                claimed =
+                    (try? database.writer.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM outbox WHERE attempts > 0") }) ?? 0
+                if claimed >= 20 { break }
+                usleep(10_000)
+            } while clock.now < deadline
+            return claimed
+        }
+        transport.open()
+        let summary = try await run.value
+        #expect(claimedWhileHeld == 20, "claimed while the lanes were held: \(claimedWhileHeld)")
+        #expect(summary.sent == 40)
+        #expect(Set(transport.recipients).count == 40 && transport.recipients.count == 40)
+    }
 }
 
 /// A transport whose sessions take rendered messages and call the hook before their end as the
@@ -490,6 +524,65 @@ private final class HookedSession: MailSession {
             throw .transient("aborted before the end")
         }
         transport.delivered(mail.recipient)
+    }
+
+    func close() {}
+}
+
+/// A transport that lets its first messages through and holds every later one until ``open()``.
+private final class GatedTransport: MailTransport, Sendable {
+    private let passing: Int
+    private let condition = NSCondition()
+    private nonisolated(unsafe) var started = 0
+    private nonisolated(unsafe) var isOpen = false
+    private nonisolated(unsafe) var delivered: [String] = []
+
+    init(passing: Int) {
+        self.passing = passing
+    }
+
+    var recipients: [String] { condition.withLock { delivered } }
+
+    func makeSession() throws(DeliveryError) -> any MailSession {
+        GatedSession(transport: self)
+    }
+
+    /// Waits until `count` messages are held.
+    func waitUntilHolding(_ count: Int) {
+        condition.withLock {
+            while started < passing + count { condition.wait() }
+        }
+    }
+
+    func open() {
+        condition.withLock {
+            isOpen = true
+            condition.broadcast()
+        }
+    }
+
+    fileprivate func deliver(_ mail: OutgoingMail, beforeEnd: () -> Bool) throws(DeliveryError) {
+        condition.withLock {
+            started += 1
+            condition.broadcast()
+            if started > passing {
+                while !isOpen { condition.wait() }
+            }
+        }
+        guard beforeEnd() else { throw .transient("aborted before the end") }
+        condition.withLock { delivered.append(mail.recipient) }
+    }
+}
+
+private final class GatedSession: MailSession {
+    let transport: GatedTransport
+
+    init(transport: GatedTransport) {
+        self.transport = transport
+    }
+
+    func send(_ mail: OutgoingMail, beforeEnd: () -> Bool) throws(DeliveryError) {
+        try transport.deliver(mail, beforeEnd: beforeEnd)
     }
 
     func close() {}
