@@ -544,7 +544,7 @@ private final class GatedTransport: MailTransport, Sendable {
     var recipients: [String] { condition.withLock { delivered } }
 
     func makeSession() throws(DeliveryError) -> any MailSession {
-        GatedSession(transport: self)
+        ForwardingSession { (mail, beforeEnd) throws(DeliveryError) in try self.deliver(mail, beforeEnd: beforeEnd) }
     }
 
     /// Waits until `count` messages are held.
@@ -572,18 +572,4 @@ private final class GatedTransport: MailTransport, Sendable {
         guard beforeEnd() else { throw .transient("aborted before the end") }
         condition.withLock { delivered.append(mail.recipient) }
     }
-}
-
-private final class GatedSession: MailSession {
-    let transport: GatedTransport
-
-    init(transport: GatedTransport) {
-        self.transport = transport
-    }
-
-    func send(_ mail: OutgoingMail, beforeEnd: () -> Bool) throws(DeliveryError) {
-        try transport.deliver(mail, beforeEnd: beforeEnd)
-    }
-
-    func close() {}
 }

@@ -50,7 +50,7 @@ final class RecordingTransport: MailTransport, Sendable {
     }
 
     func makeSession() throws(DeliveryError) -> any MailSession {
-        RecordingSession(transport: self)
+        ForwardingSession { (mail, beforeEnd) throws(DeliveryError) in try self.deliver(mail, beforeEnd: beforeEnd) }
     }
 
     fileprivate func deliver(_ mail: OutgoingMail, beforeEnd: () -> Bool) throws(DeliveryError) {
@@ -70,15 +70,16 @@ final class RecordingTransport: MailTransport, Sendable {
     }
 }
 
-private final class RecordingSession: MailSession {
-    let transport: RecordingTransport
+/// A session of a test transport: hands each message to the transport.
+final class ForwardingSession: MailSession {
+    private let deliver: (OutgoingMail, () -> Bool) throws(DeliveryError) -> Void
 
-    init(transport: RecordingTransport) {
-        self.transport = transport
+    init(_ deliver: @escaping (OutgoingMail, () -> Bool) throws(DeliveryError) -> Void) {
+        self.deliver = deliver
     }
 
     func send(_ mail: OutgoingMail, beforeEnd: () -> Bool) throws(DeliveryError) {
-        try transport.deliver(mail, beforeEnd: beforeEnd)
+        try deliver(mail, beforeEnd)
     }
 
     func close() {}
