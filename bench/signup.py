@@ -9,7 +9,9 @@ retry: what is measured is the signup, not the mail), then:
    request) at 1, 16 and 64 connections, 2 threads, BENCH_SECONDS each: requests a second, p50, p99;
    then POST /api/subscribe paced at about half the higher signup rate (each connection waits 10 ms
    after an answer; wrk's delay(): a closed loop with a pause, not a constant-rate open loop).
-2. Single-row `synchronous=FULL` commits a second in WAL mode on the same disk, Python's sqlite3.
+2. Single-row `synchronous=FULL` commits in WAL mode on the same disk for BENCH_SECONDS, Python's
+   sqlite3: how many a second, the slowest, and how many took over 20 ms (the disk's own stalls:
+   a stall delays every signup waiting for that commit, so it bounds the signups' p99).
 3. BENCH_RECIPIENTS confirmed subscribers written straight into the database, then `waitlist open`
    while 16 keep-alive clients sign up: the signup p50/p99/max while `open` queues (from its start
    to its "announcements queued" line).
@@ -64,19 +66,23 @@ def wrk(url: str, connections: int, script: list[str], label: list[str] = [], pa
     return {"rate": rate, "p50": p50, "p99": p99, "refused": int(refused.group(1)) if refused else (int(errors.group(1)) if errors else 0)}
 
 
-def single_commits(folder: Path, seconds: float = 5) -> float:
-    """Single-row synchronous=FULL commits a second, WAL, one connection."""
+def single_commits(folder: Path, seconds: float) -> dict:
+    """Single-row synchronous=FULL commits, WAL, one connection: how many a second, and the disk's
+    own stalls (the slowest commit, and how many took over 20 ms), which bound every p99 above."""
     with sqlite3.connect(folder / "commits.sqlite", isolation_level=None) as db:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=FULL")
         db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
-        count, started = 0, time.perf_counter()
-        while time.perf_counter() - started < seconds:
+        count, slowest, stalls, started = 0, 0.0, 0, time.perf_counter()
+        while (begun := time.perf_counter()) - started < seconds:
             db.execute("BEGIN")
             db.execute("INSERT INTO t (v) VALUES (?)", (f"row{count}",))
             db.execute("COMMIT")
+            took = time.perf_counter() - begun
+            slowest = max(slowest, took)
+            stalls += took > 0.020
             count += 1
-        return count / (time.perf_counter() - started)
+        return {"per_second": count / (time.perf_counter() - started), "max_ms": slowest * 1000, "over_20ms": stalls}
 
 
 def signups_while_opening(port: int, database: Path, environment: dict) -> dict:
@@ -172,8 +178,11 @@ def main() -> None:
         half = wrk(f"{base}/api/subscribe", connections, script, ["--", "half"], pace_ms=PACE_MS)
         results["signup_half_peak"] = half | {"connections": connections, "target_rate": peak / 2}
         print(f"POST /api/subscribe at half the peak ({peak / 2:.0f}/s): {results['signup_half_peak']}", flush=True)
-        results["single_commits_per_second"] = single_commits(folder)
-        print(f"single-row synchronous=FULL commits/s: {results['single_commits_per_second']:.0f}", flush=True)
+        commits = single_commits(folder, SECONDS)
+        results["single_commits_per_second"] = commits["per_second"]
+        results["single_commits_stalls"] = {"max_ms": commits["max_ms"], "over_20ms": commits["over_20ms"]}
+        print(f"single-row synchronous=FULL commits/s: {commits['per_second']:.0f}; slowest {commits['max_ms']:.1f} ms,"
+              f" {commits['over_20ms']} over 20 ms in {SECONDS} s", flush=True)
         results["while_open"] = signups_while_opening(port, database, environment)
         print(f"signups while open queues {RECIPIENTS}: {results['while_open']}", flush=True)
         results["ratio_signup_to_healthz_c64"] = results["signup_c64"]["rate"] / results["healthz_c64"]["rate"]
