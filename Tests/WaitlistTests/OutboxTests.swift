@@ -473,6 +473,31 @@ struct OutboxTests {
         #expect(summary.sent == 40)
         #expect(Set(transport.recipients).count == 40 && transport.recipients.count == 40)
     }
+
+    @Test("A claim ahead that fails leaves the lanes the rest of their batch; the claim when they run out reports the failure")
+    func failedClaimAheadKeepsTheBatch() async throws {
+        let database = try AppDatabase.inMemory()
+        for index in 0..<40 {
+            _ = try database.subscribe(
+                email: try EmailAddress("person\(index)@example.com"), courseId: 1, language: .ru, client: ClientContext())
+        }
+        let world = try await TestWorld.make()
+        // Two lanes, batches of 10: three messages go through, the lanes are held with the fourth
+        // and fifth, and from then on every claim fails (the claim's UPDATE is refused).
+        let transport = GatedTransport(passing: 3)
+        let sender = OutboxSender(
+            database: database, transport: transport, composer: world.composer, concurrency: 2, logger: .init(label: "test"), batchSize: 10)
+        let run = Task { try await sender.run(mode: .drain) }
+        await onOwnThread { transport.waitUntilHolding(2) }
+        try await database.writer.write { db in
+            try db.execute(
+                sql: "CREATE TRIGGER refuseClaims BEFORE UPDATE OF attempts ON outbox BEGIN SELECT RAISE(ABORT, 'no claims'); END")
+        }
+        transport.open()
+        await #expect(throws: WaitlistError.self) { try await run.value }
+        #expect(transport.recipients.count == 10, "\(transport.recipients.count) of the first batch sent")
+        #expect(Set(transport.recipients).count == transport.recipients.count)
+    }
 }
 
 /// A transport whose sessions take rendered messages and call the hook before their end as the

@@ -51,21 +51,23 @@ final class WorkQueue: @unchecked Sendable {  // `state` is read and written onl
         while true {
             guard !sender.isStopping, role.mayFinish, state.failure == nil else { return nil }
             if let delivery = state.waiting.popLast() {
-                if state.waiting.count < sender.batchSize / 2, !state.claiming, !state.runningOut { claim() }
+                if state.waiting.count < sender.batchSize / 2, !state.claiming, !state.runningOut { claim(ahead: true) }
                 return delivery
             }
             if state.claiming {
                 condition.wait()
                 continue
             }
-            claim()
+            claim(ahead: false)
             if state.waiting.isEmpty { return nil }
         }
     }
 
     /// Claims a batch and puts it behind what is waiting. Called with the lock held; releases it
-    /// while the database works and holds it again when it returns.
-    private func claim() {
+    /// while the database works and holds it again when it returns. A claim `ahead` that fails
+    /// leaves the lanes the messages waiting; it is made again once they run out, and only then
+    /// does a failure stop them.
+    private func claim(ahead: Bool) {
         state.claiming = true
         let excluding = state.inHand
         condition.unlock()
@@ -83,6 +85,10 @@ final class WorkQueue: @unchecked Sendable {  // `state` is read and written onl
             state.runningOut = batch.count < sender.batchSize
         case .failure(let error) where error is SendingRoleLost:
             role.lose()
+        case .failure(let error) where ahead:
+            sender.logger.notice(
+                "Cannot claim mail ahead; trying again when the batch runs out", metadata: ["error": "\(AppDatabase.describe(error))"])
+            state.runningOut = true
         case .failure(let error):
             sender.logger.error("Cannot claim mail from the outbox", metadata: ["error": "\(AppDatabase.describe(error))"])
             state.failure = WaitlistError(.unavailable, "The database is not answering: \(AppDatabase.describe(error)).")
