@@ -440,20 +440,26 @@ struct OutboxTests {
         #expect(try first.backlog().isEmpty)
     }
 
-    @Test("The next batch is claimed while the lanes still send the current one, not after it runs out")
-    func nextBatchIsClaimedAhead() async throws {
+    /// 40 confirmations queued, and a sender of two lanes and batches of 10 draining them through a
+    /// transport that lets `passing` messages through and holds the rest until it is opened.
+    private func startGatedSender(passing: Int) async throws -> (AppDatabase, GatedTransport, Task<OutboxSender.Summary, any Error>) {
         let database = try AppDatabase.inMemory()
         for index in 0..<40 {
             _ = try database.subscribe(
                 email: try EmailAddress("person\(index)@example.com"), courseId: 1, language: .ru, client: ClientContext())
         }
         let world = try await TestWorld.make()
-        // Two lanes, batches of 10: the eight first messages go through, then both lanes are held
-        // with the batch's last two messages in hand, and nothing of the batch is waiting.
-        let transport = GatedTransport(passing: 8)
+        let transport = GatedTransport(passing: passing)
         let sender = OutboxSender(
             database: database, transport: transport, composer: world.composer, concurrency: 2, logger: .init(label: "test"), batchSize: 10)
-        let run = Task { try await sender.run(mode: .drain) }
+        return (database, transport, Task { try await sender.run(mode: .drain) })
+    }
+
+    @Test("The next batch is claimed while the lanes still send the current one, not after it runs out")
+    func nextBatchIsClaimedAhead() async throws {
+        // The eight first messages go through, then both lanes are held with the batch's last two
+        // messages in hand, and nothing of the batch is waiting.
+        let (database, transport, run) = try await startGatedSender(passing: 8)
         let claimedWhileHeld = await onOwnThread { () -> Int in
             transport.waitUntilHolding(2)
             let clock = ContinuousClock()
@@ -476,18 +482,9 @@ struct OutboxTests {
 
     @Test("A claim ahead that fails leaves the lanes the rest of their batch; the claim when they run out reports the failure")
     func failedClaimAheadKeepsTheBatch() async throws {
-        let database = try AppDatabase.inMemory()
-        for index in 0..<40 {
-            _ = try database.subscribe(
-                email: try EmailAddress("person\(index)@example.com"), courseId: 1, language: .ru, client: ClientContext())
-        }
-        let world = try await TestWorld.make()
-        // Two lanes, batches of 10: three messages go through, the lanes are held with the fourth
-        // and fifth, and from then on every claim fails (the claim's UPDATE is refused).
-        let transport = GatedTransport(passing: 3)
-        let sender = OutboxSender(
-            database: database, transport: transport, composer: world.composer, concurrency: 2, logger: .init(label: "test"), batchSize: 10)
-        let run = Task { try await sender.run(mode: .drain) }
+        // Three messages go through, the lanes are held with the fourth and fifth, and from then on
+        // every claim fails (the claim's UPDATE is refused).
+        let (database, transport, run) = try await startGatedSender(passing: 3)
         await onOwnThread { transport.waitUntilHolding(2) }
         try await database.writer.write { db in
             try db.execute(
