@@ -42,6 +42,16 @@ struct SignupDatabaseTests {
         #expect(try world.database.status(courseId: try world.course.id!).mailQueued == 3)
     }
 
+    @Test("The 24 hours run to the second: a signup a second before they are up sends nothing, one a second after sends")
+    func throttleEndsAfterExactly24Hours() async throws {
+        let world = try await TestWorld.make()
+        #expect(try world.signUp("anna@example.com") == .confirmationQueued)
+        world.clock.advance(by: AppDatabase.confirmationInterval - 1)
+        #expect(try world.signUp("anna@example.com") == .throttled)
+        world.clock.advance(by: 2)
+        #expect(try world.signUp("anna@example.com") == .confirmationQueued)
+    }
+
     @Test("A confirmed address gets nothing more when it signs up again")
     func confirmedAddressGetsNoMail() async throws {
         let world = try await TestWorld.make()
