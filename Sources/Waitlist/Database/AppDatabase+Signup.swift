@@ -46,6 +46,8 @@ extension AppDatabase {
     public static let confirmationLifetime: TimeInterval = 7 * 24 * 3600
     /// At most one confirmation mail per address in this interval.
     public static let confirmationInterval: TimeInterval = 24 * 3600
+    /// ``confirmationInterval`` back from a date, as an SQLite date modifier.
+    static let confirmationIntervalModifier = "-\(Int(confirmationInterval)) seconds"
     /// At most this many confirmation mails to an address that never confirms.
     public static let maximumConfirmations = 3
 
@@ -84,11 +86,12 @@ extension AppDatabase {
 
         init(_ db: Database) throws {
             // The address's row, its confirmations since it last confirmed and whether one of them
-            // is younger than ?3 (nothing for an address never seen), in one statement.
+            // is younger than the interval ?4 (an SQLite modifier such as `-86400 seconds`) before
+            // ?3, the signup's time (nothing for an address never seen), in one statement.
             known = try SteppedStatement(
                 db,
                 sql: """
-                    SELECT s.status, count(o.id), max(o.createdAt) > ?3 FROM subscriber s
+                    SELECT s.status, count(o.id), max(o.createdAt) > strftime('%Y-%m-%d %H:%M:%f', ?3, ?4) FROM subscriber s
                     LEFT JOIN outbox o ON o.subscriberId = s.id AND o.kind = 'confirmation' AND o.state != 'cancelled'
                         AND (s.confirmedAt IS NULL OR o.createdAt > s.confirmedAt)
                     WHERE s.courseId = ?1 AND s.emailKey = ?2
@@ -132,11 +135,13 @@ extension AppDatabase {
         _ db: Database, statements: SignupStatements, email: EmailAddress, courseId: Int64, language: Language, client: ClientContext,
         now: Date
     ) throws -> SignupOutcome {
+        let now = StoredDate.text(now)
         let known = statements.known
         defer { known.reset() }
         known.bind(courseId, at: 1)
         known.bind(email.key, at: 2)
-        known.bind(StoredDate.text(now.addingTimeInterval(-Self.confirmationInterval)), at: 3)
+        known.bind(now, at: 3)
+        known.bind(Self.confirmationIntervalModifier, at: 4)
         let outcome: SignupOutcome
         if try known.step(db) {
             switch known.text(at: 0).flatMap(SubscriberStatus.init(rawValue:)) {
@@ -150,7 +155,6 @@ extension AppDatabase {
             outcome = .confirmationQueued
         }
         let queues = outcome == .confirmationQueued
-        let now = StoredDate.text(now)
 
         let upsert = statements.upsert
         defer { upsert.reset() }
