@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import Synchronization
 import Testing
 
 @testable import Waitlist
@@ -25,7 +26,7 @@ struct OpeningQueueTests {
         let database = try AppDatabase.open(path: cli.databasePath)
 
         // When an open stops after the first of three chunks (as a crash would)
-        let result = try database.open(courseId: 1, date: "2027-03-15", enrolURL: enrol, chunkSize: 10, chunkLimit: 1)
+        let result = try database.open(courseId: 1, date: "2027-03-15", enrolURL: enrol, chunks: .fixed(10), chunkLimit: 1)
 
         // Then ten are queued, and the progress says up to whom
         #expect(result.newlyQueued == 10)
@@ -37,7 +38,7 @@ struct OpeningQueueTests {
         #expect(progress == tenth)
 
         // When it runs to the end, everyone has one announcement and the progress is gone
-        let rest = try database.open(courseId: 1, date: "2027-03-15", enrolURL: enrol, chunkSize: 10)
+        let rest = try database.open(courseId: 1, date: "2027-03-15", enrolURL: enrol, chunks: .fixed(10))
         #expect(rest.newlyQueued == 15)
         #expect(try announcements(database) == (25, 25))
         #expect(try database.writer.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM opening_queue") } == 0)
@@ -50,7 +51,7 @@ struct OpeningQueueTests {
         _ = try cli.seedConfirmed(count: 25)
         let database = try AppDatabase.open(path: cli.databasePath)
         // Given an open that stopped after one chunk of ten
-        _ = try database.open(courseId: 1, date: "2027-03-15", enrolURL: enrol, chunkSize: 10, chunkLimit: 1)
+        _ = try database.open(courseId: 1, date: "2027-03-15", enrolURL: enrol, chunks: .fixed(10), chunkLimit: 1)
 
         // When `send` runs
         let sent = try cli.run("send")
@@ -70,7 +71,7 @@ struct OpeningQueueTests {
         defer { cli.cleanUp() }
         _ = try cli.seedConfirmed(count: 25)
         let database = try AppDatabase.open(path: cli.databasePath)
-        _ = try database.open(courseId: 1, date: "2027-03-15", enrolURL: enrol, chunkSize: 10, chunkLimit: 2)
+        _ = try database.open(courseId: 1, date: "2027-03-15", enrolURL: enrol, chunks: .fixed(10), chunkLimit: 2)
         #expect(try announcements(database) == (20, 20))
 
         let again = try cli.run("open", "--date", "2027-03-15", "--yes")
@@ -79,5 +80,39 @@ struct OpeningQueueTests {
         #expect(again.stdout.contains("5 announcements queued"))
         #expect(try announcements(database) == (25, 25))
         #expect(cli.mailFiles().count == 25)
+    }
+
+    @Test("Each chunk is sized from how long the one before took, growing at most twofold")
+    func chunksFollowTheTimeTheyTake() throws {
+        let cli = try CLIHarness()
+        defer { cli.cleanUp() }
+        _ = try cli.seedConfirmed(count: 40)
+        let database = try AppDatabase.open(path: cli.databasePath)
+        // A clock read at the start and the end of each chunk: the first (8 rows) takes four times
+        // the target, the second a tenth of it.
+        let readings = Mutex([0, 0.04, 1, 1.001, 2, 2.01])
+        let clock: @Sendable () -> TimeInterval = {
+            readings.withLock { $0.count > 1 ? $0.removeFirst() : ($0.first ?? 0) + 1 }
+        }
+        let chunks = QueuingChunks.timed(target: 0.01, first: 8, bounds: 1...100, clock: clock)
+
+        // When open stops after three chunks
+        let result = try database.open(courseId: 1, date: "2027-03-15", enrolURL: enrol, chunks: chunks, chunkLimit: 3)
+
+        // Then they held 8, then a quarter of that, then twice that (not ten times)
+        #expect(result.newlyQueued == 8 + 2 + 4)
+        #expect(try announcements(database) == (14, 14))
+    }
+
+    @Test("Chunk sizes stay within their bounds however fast or slow the chunks are")
+    func chunkSizesStayWithinBounds() {
+        var sizer = QueuingChunks.timed(target: 0.025, first: 1_000, bounds: 100...20_000).sizer()
+        sizer.took(10)
+        #expect(sizer.size == 100)
+        for _ in 0..<20 { sizer.took(0) }
+        #expect(sizer.size == 20_000)
+        var fixed = QueuingChunks.fixed(5_000).sizer()
+        fixed.took(10)
+        #expect(fixed.size == 5_000)
     }
 }

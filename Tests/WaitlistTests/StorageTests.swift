@@ -325,7 +325,7 @@ struct StorageTests {
         let opening = Task { @Sendable in
             await onOwnThread {
                 _ = try? command.open(
-                    courseId: courseId, date: "2027-03-15", enrolURL: "https://school.example/enrol", chunkSize: 2000, pause: 0.05)
+                    courseId: courseId, date: "2027-03-15", enrolURL: "https://school.example/enrol", chunks: .fixed(2000), pause: 0.05)
             }
         }
         let announcements = "SELECT count(*) FROM outbox WHERE kind = 'announcement'"

@@ -44,30 +44,33 @@ extension AppDatabase {
         }
     }
 
-    /// How many announcements `open` queues in one transaction: short enough that a signup waiting
-    /// behind it waits milliseconds, long enough that a million take seconds. (`bench/signup`, the
-    /// signups' p99 while a million are queued: 58 and 63 ms with 5,000, 85 and 101 ms with
-    /// 10,000; a million queued in 9.2–9.5 s against 6.6–7.1 s.)
-    public static let queuingChunk = 5_000
+    /// How `open` sizes its transactions: each chunk as many announcements as fit in about
+    /// ``QueuingChunks/target`` of the write lock on this machine, so that a signup waiting
+    /// behind a chunk waits milliseconds however fast the disk and CPU are, while a million still
+    /// take seconds. (A fixed 5,000 held the lock some 42 ms in a fast hour of the benchmark
+    /// machine and 75 ms in a slow one, and the signups' p99 while a million were queued followed
+    /// it: 97 ms in the slow hour, 46 ms with chunks of 25 ms, a million queued in 11.2 s against 9.8.)
+    public static let queuingChunks = QueuingChunks.timed(target: 0.025)
 
     /// How long `open` leaves the write lock free after each chunk: several of a waiting
     /// connection's looks (``busyPollInterval``), so the server's signups get in between chunks
-    /// rather than by luck (200 chunks of a million: a second in all).
+    /// rather than by luck (a million queued alone in 11.2 s at about 30 ms a chunk with its pause
+    /// makes some 370 chunks: about 2 s of pauses).
     public static let pauseBetweenChunks: TimeInterval = 0.005
 
-    /// Opens enrolment for `date` and queues one announcement per confirmed subscriber, in
-    /// transactions of ``queuingChunk`` announcements, recording after each how far it got. Run
+    /// Opens enrolment for `date` and queues one announcement per confirmed subscriber in short
+    /// transactions (``queuingChunks``), recording after each how far it got. Run
     /// again for the same date, it resumes the same opening and queues only those who have none
     /// yet, so nobody is mailed twice; an interrupted run is also completed by
     /// ``completeInterruptedQueuing(now:)``.
     ///
     /// - Parameters:
-    ///   - chunkSize: announcements per transaction.
+    ///   - chunks: how many announcements each transaction queues.
     ///   - chunkLimit: stop after this many chunks, as a crash would (for tests); `nil` queues everyone.
     ///   - pause: how long the write lock is left free between chunks.
     /// - Throws: `.data` when enrolment is open already for another date.
     public func open(
-        courseId: Int64, date: String, enrolURL: String, now: Date = Date(), chunkSize: Int = queuingChunk, chunkLimit: Int? = nil,
+        courseId: Int64, date: String, enrolURL: String, now: Date = Date(), chunks: QueuingChunks = queuingChunks, chunkLimit: Int? = nil,
         pause: TimeInterval = pauseBetweenChunks
     ) throws -> OpeningResult {
         let (opening, isNew) = try writer.write { db -> (Opening, Bool) in
@@ -93,7 +96,7 @@ extension AppDatabase {
                 sql: "INSERT OR IGNORE INTO opening_queue (openingId, queuedThrough) VALUES (?, 0)", arguments: [opening.id])
             return (opening, isNew)
         }
-        let queued = try queueAnnouncements(openingId: opening.id!, now: now, chunkSize: chunkSize, chunkLimit: chunkLimit, pause: pause)
+        let queued = try queueAnnouncements(openingId: opening.id!, now: now, chunks: chunks, chunkLimit: chunkLimit, pause: pause)
         return OpeningResult(opening: opening, isNew: isNew, newlyQueued: queued)
     }
 
@@ -113,19 +116,24 @@ extension AppDatabase {
         var queued = 0
         for openingId in openings {
             queued += try queueAnnouncements(
-                openingId: openingId, now: now, chunkSize: Self.queuingChunk, chunkLimit: nil, pause: Self.pauseBetweenChunks)
+                openingId: openingId, now: now, chunks: Self.queuingChunks, chunkLimit: nil, pause: Self.pauseBetweenChunks)
         }
         return queued
     }
 
     /// Queues the announcements of an opening chunk by chunk from its recorded progress, each
     /// chunk and its progress in one short transaction; the progress row goes with the last chunk.
-    private func queueAnnouncements(openingId: Int64, now: Date, chunkSize: Int, chunkLimit: Int?, pause: TimeInterval) throws -> Int {
+    private func queueAnnouncements(openingId: Int64, now: Date, chunks: QueuingChunks, chunkLimit: Int?, pause: TimeInterval) throws -> Int
+    {
         var queued = 0
-        var chunks = 0
-        while chunkLimit.map({ chunks < $0 }) ?? true {
-            chunks += 1
+        var chunkCount = 0
+        var sizer = chunks.sizer()
+        while chunkLimit.map({ chunkCount < $0 }) ?? true {
+            chunkCount += 1
+            let chunkSize = sizer.size
+            var locked = 0.0  // the transaction is IMMEDIATE: from here it holds the write lock
             let isDone = try writer.write { db -> Bool in
+                locked = chunks.clock()
                 guard
                     let progress = try Row.fetchOne(
                         db,
@@ -159,6 +167,7 @@ extension AppDatabase {
                 return true
             }
             if isDone { break }
+            sizer.took(chunks.clock() - locked)  // the lock held, not the wait for it: signups sharing it do not shrink it
             Thread.sleep(forTimeInterval: pause)
         }
         return queued
