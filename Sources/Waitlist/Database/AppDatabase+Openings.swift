@@ -44,10 +44,9 @@ extension AppDatabase {
         }
     }
 
-    /// How `open` sizes its transactions: each chunk as many announcements as fit in about
-    /// ``QueuingChunks/target`` of the write lock on this machine, so that a signup waiting
-    /// behind a chunk waits milliseconds however fast the disk and CPU are, while a million still
-    /// take seconds. (A fixed 5,000 held the lock some 42 ms in a fast hour of the benchmark
+    /// How `open` sizes its transactions: each chunk as many announcements as fit in about 25 ms
+    /// of the write lock on this machine, so that a signup waiting behind a chunk waits
+    /// milliseconds however fast the disk and CPU are, while a million still take seconds. (A fixed 5,000 held the lock some 42 ms in a fast hour of the benchmark
     /// machine and 75 ms in a slow one, and the signups' p99 while a million were queued followed
     /// it: 97 ms in the slow hour, 46 ms with chunks of 25 ms, a million queued in 11.2 s against 9.8.)
     public static let queuingChunks = QueuingChunks.timed(target: 0.025)

@@ -39,11 +39,6 @@ public struct QueuingChunks: Sendable {
         /// Rows of the next chunk.
         private(set) var size: Int
 
-        init(chunks: QueuingChunks, size: Int) {
-            self.chunks = chunks
-            self.size = size
-        }
-
         /// The chunk of ``size`` rows took `seconds`: the next one is sized from it.
         mutating func took(_ seconds: TimeInterval) {
             guard let target = chunks.target else { return }
