@@ -395,26 +395,26 @@ struct StorageTests {
         let path = directory.appendingPathComponent("waitlist.sqlite").path
         let database = try AppDatabase.open(path: path)
         let checkpointer = try WALCheckpointer(database: database, restartFrames: 200, logger: Logger(label: "test"))
-        // Given the server's writer committing new rows with a millisecond between commits (about
-        // 20 new pages a commit)
-        let writing = StopFlag()
-        let writer = Task.detached {
-            await onOwnThread {
-                var batch = 0
-                while !writing.isStopped {
-                    batch += 1
-                    try? database.writer.write { db in try Self.insertFiller(db, prefix: "r\(batch)", count: 40, bytes: 1000) }
-                    usleep(1000)
-                }
-                return batch
+        // Given the server's writer committing new rows, one commit right after the other (about
+        // 20 new pages a commit), on a thread of its own (a task may wait long for the full
+        // suite's busy cooperative threads: the checkpoints then ran while nothing was written)
+        let writing = WritingLoop()
+        let finished = DispatchSemaphore(value: 0)
+        Thread.detachNewThread {
+            while !writing.isStopped {
+                let batch = writing.commits + 1
+                try? database.writer.write { db in try Self.insertFiller(db, prefix: "r\(batch)", count: 40, bytes: 1000) }
+                writing.committed()
             }
+            finished.signal()
         }
-        // When the checkpointer runs every 100 ms meanwhile, until the log was started again twice
-        // (SQLite counts the restarts in the log's header) or 20 s have passed
+        // When, once the writes have begun, the checkpointer runs every 100 ms, until the log was
+        // started again twice (SQLite counts the restarts in the log's header) or 20 s have passed
         let begun = try Self.logRestarts(path)
         let restarts = await onOwnThread { () -> Int in
             var restarts = 0
             let end = Date().addingTimeInterval(20)
+            while writing.commits == 0 && Date() < end { Thread.sleep(forTimeInterval: 0.01) }
             while Date() < end {
                 Thread.sleep(forTimeInterval: 0.1)
                 if (try? checkpointer.checkpoint())?.restarted == true { restarts += 1 }
@@ -424,13 +424,92 @@ struct StorageTests {
         }
         let restarted = try Self.logRestarts(path) - begun
         writing.stop()
-        let commits = await writer.value
+        await onOwnThread { finished.wait() }
+        let commits = writing.commits
         // Then the log was started again from its beginning while the writes went on (without the
         // `RESTART`, never: every frame was appended, some 5,700 bytes a row)
         #expect(restarts > 0)
         #expect(restarted >= 2, "the log was started again \(restarted) times in \(commits) commits")
         let rows = try await database.writer.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM subscriber") }
-        #expect(rows == (commits - 1) * 40 || rows == commits * 40)
+        #expect(rows == commits * 40)
+    }
+
+    @Test("The restart takes its turn after the server's own transaction in progress, however long, instead of giving up on it")
+    func restartWaitsForTheWritersTransaction() async throws {
+        let directory = try scratchDirectory("restart-turn")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = directory.appendingPathComponent("waitlist.sqlite").path
+        let database = try AppDatabase.open(path: path)
+        let checkpointer = try WALCheckpointer(database: database, restartFrames: 10, logger: Logger(label: "test"))
+        try await database.writer.write { db in try Self.insertFiller(db, prefix: "a", count: 40, bytes: 1000) }
+        // Given the server's writer in a transaction that lasts 300 ms (15 times the restart's
+        // wait for another's lock)
+        let (inside, committed) = (DispatchSemaphore(value: 0), DispatchSemaphore(value: 0))
+        Thread.detachNewThread {
+            try? database.writer.write { db in
+                try Self.insertFiller(db, prefix: "b", count: 40, bytes: 1000)
+                inside.signal()
+                usleep(300_000)
+            }
+            committed.signal()
+        }
+        // When the checkpointer runs meanwhile
+        let counts = await onOwnThread { () -> (walFrames: Int, checkpointed: Int, restarted: Bool)? in
+            inside.wait()
+            return try? checkpointer.checkpoint()
+        }
+        await onOwnThread { committed.wait() }
+        // Then its `RESTART` ran once the transaction had committed, and copied all of the log (from
+        // a connection of its own it gave up after 20 ms, as it did behind every commit under load)
+        #expect(counts?.restarted == true)
+        #expect(counts.map { $0.checkpointed == $0.walFrames } == true)
+        #expect(try count("subscriber", in: database) == 80)
+    }
+
+    @Test("A reader that stays in the log makes the restart give up after its short wait, not the writer's, and the writes go on")
+    func restartGivesUpOnAReaderThatStays() async throws {
+        let directory = try scratchDirectory("reader-stays")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = directory.appendingPathComponent("waitlist.sqlite").path
+        // Given a server whose writes wait up to a minute for another's lock, a log longer than
+        // the restart's threshold, and a reader (as Litestream holds one) in a transaction begun
+        // before the last of those commits
+        let database = try AppDatabase.open(path: path, busyTimeout: 60)
+        let checkpointer = try WALCheckpointer(database: database, restartFrames: 10, logger: Logger(label: "test"))
+        try await database.writer.write { db in try Self.insertFiller(db, prefix: "a", count: 40, bytes: 1000) }
+        let reader = try DatabaseQueue(path: path)
+        let (entered, release) = (DispatchSemaphore(value: 0), DispatchSemaphore(value: 0))
+        Thread.detachNewThread {
+            try? reader.read { db in
+                _ = try Int.fetchOne(db, sql: "SELECT count(*) FROM subscriber")
+                entered.signal()
+                release.wait()
+            }
+        }
+        entered.wait()
+        defer { release.signal() }
+        try await database.writer.write { db in try Self.insertFiller(db, prefix: "b", count: 40, bytes: 1000) }
+        // When the checkpointer runs
+        let started = ContinuousClock.now
+        let counts = await onOwnThread { try? checkpointer.checkpoint() }
+        let waited = ContinuousClock.now - started
+        // Then its `RESTART` gave up after its own short wait (20 ms; the writer's minute would
+        // have held every signup that long), and the server's next write waits for nothing
+        #expect(counts?.restarted == false)
+        #expect(waited < .seconds(10), "the restart waited \(waited) for the reader")
+        try await database.writer.write { db in try Self.insertFiller(db, prefix: "c", count: 1, bytes: 10) }
+        #expect(try count("subscriber", in: database) == 81)
+    }
+
+    @Test("A shortened busy wait gives up after its own looks, and the full wait is back once the call returns")
+    func busyWaitShortensForOneCall() {
+        let wait = BusyWait(timeout: 0.01)
+        let callback = wait.callback
+        #expect(callback(9) && !callback(10))
+        wait.shortened(to: 0.003) {
+            #expect(callback(2) && !callback(3))
+        }
+        #expect(callback(9) && !callback(10))
     }
 
     /// How many times the write-ahead log at `path` was started again from its beginning: its
@@ -503,13 +582,20 @@ struct StorageTests {
     }
 }
 
-/// Tells a loop on another thread to stop.
-private final class StopFlag: Sendable {
-    private let stopped = Mutex(false)
+/// Tells a loop of writes on another thread to stop, and counts its commits.
+private final class WritingLoop: Sendable {
+    private let state = Mutex((stopped: false, commits: 0))
 
-    var isStopped: Bool { stopped.withLock { $0 } }
+    var isStopped: Bool { state.withLock { $0.stopped } }
+
+    /// How many commits the loop this flag stops has made.
+    var commits: Int { state.withLock { $0.commits } }
 
     func stop() {
-        stopped.withLock { $0 = true }
+        state.withLock { $0.stopped = true }
+    }
+
+    func committed() {
+        state.withLock { $0.commits += 1 }
     }
 }

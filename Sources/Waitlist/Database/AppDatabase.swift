@@ -8,13 +8,21 @@ public struct AppDatabase: Sendable {
     let writer: any DatabaseWriter
     /// The server's signups, written together while a commit is in flight (``subscribeDurably(email:courseId:language:client:now:)``).
     let signups: SignupWriter
+    /// How the writer's connection waits for another's lock, when it was configured here
+    /// (``open(path:busyTimeout:)``, ``inMemory()``); `nil` for a writer configured by its caller.
+    let busyWait: BusyWait?
 
     /// Wraps a writer and brings its schema up to date.
     ///
     /// - Parameter longestSignupWait: how long a server's signup may wait for the write lock before
     ///   it is answered "unavailable".
     public init(_ writer: any DatabaseWriter, longestSignupWait: Duration = .seconds(AppDatabase.defaultBusyTimeout)) throws {
+        try self.init(writer, busyWait: nil, longestSignupWait: longestSignupWait)
+    }
+
+    private init(_ writer: any DatabaseWriter, busyWait: BusyWait?, longestSignupWait: Duration) throws {
         self.writer = writer
+        self.busyWait = busyWait
         self.signups = SignupWriter(writer: writer, health: StorageHealth(), longestWait: longestSignupWait)
         try Self.migrator.migrate(writer)
     }
@@ -31,12 +39,13 @@ public struct AppDatabase: Sendable {
         do {
             let directory = URL(fileURLWithPath: path).deletingLastPathComponent().path
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-            let pool = try DatabasePool(path: path, configuration: makeConfiguration(busyTimeout: busyTimeout))
+            let busyWait = BusyWait(timeout: busyTimeout)
+            let pool = try DatabasePool(path: path, configuration: makeConfiguration(busyWait: busyWait))
             // GRDB sets `synchronous = NORMAL` on a pool's writer when it switches the file to WAL,
             // after `prepareDatabase`; a commit would then reach the disk only at the next
             // checkpoint, and a power cut could take back signups already answered `202`.
             try pool.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
-            return try AppDatabase(pool, longestSignupWait: .seconds(busyTimeout))
+            return try AppDatabase(pool, busyWait: busyWait, longestSignupWait: .seconds(busyTimeout))
         } catch let error as DatabaseError where [.SQLITE_NOTADB, .SQLITE_CORRUPT].contains(error.resultCode) {
             throw WaitlistError(.data, "The database \(path) is damaged: \(Self.describe(error)). Restore it from a backup.")
         } catch {
@@ -46,15 +55,17 @@ public struct AppDatabase: Sendable {
 
     /// A fresh empty database in memory, for tests.
     public static func inMemory() throws -> AppDatabase {
-        try AppDatabase(DatabaseQueue(configuration: makeConfiguration()))
+        let busyWait = BusyWait(timeout: defaultBusyTimeout)
+        let queue = try DatabaseQueue(configuration: makeConfiguration(busyWait: busyWait))
+        return try AppDatabase(queue, busyWait: busyWait, longestSignupWait: .seconds(defaultBusyTimeout))
     }
 
-    private static func makeConfiguration(busyTimeout: TimeInterval = defaultBusyTimeout) -> Configuration {
+    private static func makeConfiguration(busyWait: BusyWait) -> Configuration {
         var configuration = Configuration()
         configuration.foreignKeysEnabled = true
         // Another process (the server's worker, a `waitlist send`, an `open` queuing a chunk) may
         // hold the write lock briefly; every write is short, so a longer wait means trouble.
-        configuration.busyMode = .callback(Self.busyCallback(timeout: busyTimeout))
+        configuration.busyMode = .callback(busyWait.callback)
         // A commit is on the disk when it returns: a `202` survives a power cut.
         configuration.prepareDatabase { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
         configuration.label = "waitlist"
@@ -63,19 +74,6 @@ public struct AppDatabase: Sendable {
 
     /// How often a connection waiting for another's write lock looks again.
     static let busyPollInterval: TimeInterval = 0.001
-
-    /// Waits for another connection's write lock by looking again every millisecond, up to
-    /// `timeout` in all. SQLite's own timeout looks again after ever longer sleeps (up to 100 ms),
-    /// so a waiting signup missed the short gaps between `open`'s chunks and waited seconds behind a
-    /// process that kept taking the lock back.
-    static func busyCallback(timeout: TimeInterval) -> Database.BusyCallback {
-        let tries = Int(timeout / busyPollInterval)
-        return { numberOfTries in
-            guard numberOfTries < tries else { return false }
-            usleep(useconds_t(busyPollInterval * 1_000_000))
-            return true
-        }
-    }
 
     /// A short human explanation of a database error, without SQL.
     static func describe(_ error: any Error) -> String {

@@ -22,9 +22,12 @@ import Synchronization
 /// signups, 935 MB in 20 s, every frame written past its end. So when the log a `PASSIVE`
 /// checkpoint found held at least ``restartFrames`` frames, a `RESTART` checkpoint follows: it
 /// holds writers off while it copies the few frames added meanwhile and waits for readers to leave
-/// the log (at most ``longestRestartWait``), and the next commit writes the log from its start. A
-/// reader that stays in the log (Litestream holds one), or a transaction of the writer's longer than
-/// that wait, makes it give up; it is tried again after 1 s, then 2, 4 … up to ``longestBackoff``
+/// the log (at most ``longestRestartWait``), and the next commit writes the log from its start.
+/// The `RESTART` runs on the server's writer, between two of its transactions: from a connection
+/// of its own it had to catch the write lock in a gap between them, and gave up behind any of the
+/// writer's transactions longer than that wait (a synced commit on a busy disk). A reader that
+/// stays in the log (Litestream holds one), or another process's transaction longer than that
+/// wait, makes it give up; it is tried again after 1 s, then 2, 4 … up to ``longestBackoff``
 /// while it keeps giving up.
 public final class WALCheckpointer: Service, Sendable {
     let database: AppDatabase
@@ -36,8 +39,8 @@ public final class WALCheckpointer: Service, Sendable {
     /// How many `RESTART`s in a row gave up, and when the next may be tried.
     private let restarts = Mutex<(failures: Int, next: ContinuousClock.Instant)>((0, .now))
 
-    /// How long a `RESTART` checkpoint may wait for the write lock, and then for the log's readers
-    /// while it holds writers off.
+    /// How long a `RESTART` checkpoint, on the server's writer, may wait for another process's
+    /// write lock, and then for the log's readers while it holds writers off.
     static let longestRestartWait: TimeInterval = 0.02
     /// The longest pause between `RESTART`s that keep giving up.
     static let longestBackoff: Duration = .seconds(30)
@@ -56,8 +59,6 @@ public final class WALCheckpointer: Service, Sendable {
         do {
             var configuration = Configuration()
             configuration.label = "waitlist.checkpoints"
-            // Only a `RESTART` waits: for the writer's current transaction and the log's readers, briefly.
-            configuration.busyMode = .callback(AppDatabase.busyCallback(timeout: Self.longestRestartWait))
             connection = try DatabaseQueue(path: database.writer.path, configuration: configuration)
             try database.writer.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA wal_autocheckpoint = 0") }
         } catch {
@@ -81,7 +82,10 @@ public final class WALCheckpointer: Service, Sendable {
         guard passive.walFrameCount >= restartFrames, restarts.withLock({ $0.next <= .now })
         else { return (passive.walFrameCount, passive.checkpointedFrameCount, false) }
         do {
-            let counts = try connection.writeWithoutTransaction { db in try db.checkpoint(.restart) }
+            let counts = try database.writer.writeWithoutTransaction { db in
+                guard let busyWait = database.busyWait else { return try db.checkpoint(.restart) }
+                return try busyWait.shortened(to: Self.longestRestartWait) { try db.checkpoint(.restart) }
+            }
             restarts.withLock { $0.failures = 0 }
             return (counts.walFrameCount, counts.checkpointedFrameCount, true)
         } catch let error as DatabaseError where error.resultCode == .SQLITE_BUSY {
