@@ -307,6 +307,93 @@ import Testing
         #expect(received.map(\.pipelined) == [pipelining, pipelining])
     }
 
+    @Test(arguments: [true, false])
+    func theNextEnvelopeGoesOutWithTheEndOfTheMessageBeforeItWhereTheRelayOffersPipelining(pipelining: Bool) async throws {
+        let server = try await SMTPTestServer.start(.init(offersPipelining: pipelining))
+        defer { server.stop() }
+        let session = try Self.session(url: server.url)
+        defer { session.close() }
+        let mails = (1...3).map { OutgoingMail(Self.message(to: "reader\($0)@example.com", number: $0)) }
+
+        // When each message is sent knowing the one after it
+        try session.send(mails[0], following: mails[1], beforeEnd: { true })
+        try session.send(mails[1], following: mails[2], beforeEnd: { true })
+        try session.send(mails[2], following: nil, beforeEnd: { true })
+
+        // Then, over one connection, the envelopes of the second and third went out with the end of
+        // the message before them (with PIPELINING only), and each message arrived whole, once
+        let received = try server.receivedMessages()
+        try #require(received.count == 3)
+        #expect(received.map(\.recipients) == [["reader1@example.com"], ["reader2@example.com"], ["reader3@example.com"]])
+        #expect(Set(received.map(\.peer)).count == 1)
+        #expect(received.map(\.nextEnvelopeAhead) == [pipelining, pipelining, false])
+        #expect(received.map(\.data) == mails.map(\.bytes))
+        #expect(received.map { $0.mailOptions.contains("SIZE=\(mails[0].bytes.count)") } == [true, true, true])
+    }
+
+    @Test("An envelope sent ahead and then not followed by its message leaves nothing at the relay, and closing does not wait")
+    func anEnvelopeSentAheadAndClosedLeavesNoMessage() async throws {
+        let server = try await SMTPTestServer.start(.init(offersPipelining: true))
+        defer { server.stop() }
+        let (first, second, third) = (
+            OutgoingMail(Self.message(to: "first@example.com", number: 1)), OutgoingMail(Self.message(to: "second@example.com", number: 2)),
+            OutgoingMail(Self.message(to: "third@example.com", number: 3))
+        )
+        // Given the second message's envelope sent after the first's end
+        let session = try Self.session(url: server.url)
+        try session.send(first, following: second, beforeEnd: { true })
+        // When the session is closed instead (the lane stops), within the relay's patience, and
+        // another session sends a third
+        let started = ContinuousClock.now
+        session.close()
+        #expect(ContinuousClock.now - started < .seconds(5), "closing waited for an answer to QUIT")
+        let other = try Self.session(url: server.url)
+        defer { other.close() }
+        try other.send(third)
+        // Then the relay has the first and the third, and never the second
+        let received = try server.receivedMessages()
+        #expect(received.map(\.recipients) == [["first@example.com"], ["third@example.com"]])
+    }
+
+    @Test("A message other than the one whose envelope went ahead is sent on a new connection; the one announced never arrives")
+    func anotherMessageThanTheOneAnnouncedGoesOnANewConnection() async throws {
+        let server = try await SMTPTestServer.start(.init(offersPipelining: true))
+        defer { server.stop() }
+        let session = try Self.session(url: server.url)
+        defer { session.close() }
+        let (first, announced, instead) = (
+            OutgoingMail(Self.message(to: "first@example.com", number: 1)),
+            OutgoingMail(Self.message(to: "announced@example.com", number: 2)),
+            OutgoingMail(Self.message(to: "instead@example.com", number: 3))
+        )
+        try session.send(first, following: announced, beforeEnd: { true })
+        try session.send(instead)
+        try session.send(OutgoingMail(Self.message(to: "after@example.com", number: 4)))
+        let received = try server.receivedMessages()
+        #expect(received.map(\.recipients) == [["first@example.com"], ["instead@example.com"], ["after@example.com"]])
+        try #require(received.count == 3)
+        #expect(received[0].peer != received[1].peer && received[1].peer == received[2].peer)
+    }
+
+    @Test(
+        "A message the relay refuses at its end leaves the next one's envelope, sent ahead, to be answered: it arrives on the same connection"
+    )
+    func aRefusalAtTheEndKeepsTheEnvelopeAhead() async throws {
+        let server = try await SMTPTestServer.start(.init(offersPipelining: true))
+        defer { server.stop() }
+        let session = try Self.session(url: server.url)
+        defer { session.close() }
+        let (refused, next) = (
+            OutgoingMail(Self.message(to: "spam@example.com", number: 1)), OutgoingMail(Self.message(to: "next@example.com", number: 2))
+        )
+        #expect(throws: DeliveryError.self) { try session.send(refused, following: next, beforeEnd: { true }) }
+        try session.send(next)
+        let received = try server.receivedMessages()
+        try #require(received.count == 1)
+        #expect(received[0].recipients == ["next@example.com"])
+        #expect(received[0].pipelined)
+    }
+
     /// A refusal the test server produces, and what the transport must make of it.
     struct Refusal: Sendable, CustomTestStringConvertible {
         var sender = "waitlist@example.org"

@@ -151,6 +151,8 @@ class MaildirHandler:
             "tls": session.ssl is not None,
             "authenticated": session.authenticated is True,
             "pipelined": getattr(envelope, "pipelined", False),
+            # Whether the next message's MAIL FROM came with this one's end, before its answer.
+            "next_envelope_ahead": b"MAIL" in bytes(server._reader._buffer),
         }
         write_atomically(base + ".json", json.dumps(envelope_record, ensure_ascii=False).encode())
         session.messages = getattr(session, "messages", 0) + 1

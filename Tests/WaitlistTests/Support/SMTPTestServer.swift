@@ -47,12 +47,15 @@ final class SMTPTestServer {
         var authenticated: Bool
         /// Whether `RCPT TO` had arrived with `MAIL FROM`, before its answer (RFC 2920 pipelining).
         var pipelined: Bool
+        /// Whether the next message's `MAIL FROM` had arrived with this one's end of DATA, before its answer.
+        var nextEnvelopeAhead: Bool
         var data: [UInt8] = []
 
         enum CodingKeys: String, CodingKey {
             case mailFrom = "mail_from"
             case recipients = "rcpt_tos"
             case mailOptions = "mail_options"
+            case nextEnvelopeAhead = "next_envelope_ahead"
             case peer, tls, authenticated, pipelined
         }
     }

@@ -68,6 +68,11 @@ public protocol MailSession: AnyObject {
     ///   message is abandoned (a transient failure). The sender checks there that the message is
     ///   still its own and that what must be recorded first is.
     func send(_ mail: OutgoingMail, beforeEnd: () -> Bool) throws(DeliveryError)
+    /// Delivers one message, as ``send(_:beforeEnd:)``, knowing that `following` is the next one the
+    /// caller sends through this session: SMTP sends its envelope right after this message's end
+    /// where the relay offers PIPELINING. Whatever happens, the next call must be for `following`,
+    /// or ``close()``; nothing of `following` is accepted before its own call's end.
+    func send(_ mail: OutgoingMail, following: OutgoingMail?, beforeEnd: () -> Bool) throws(DeliveryError)
     /// Ends the session (QUIT) and frees its resources.
     func close()
 }
@@ -76,6 +81,11 @@ extension MailSession {
     /// Delivers one message with nothing to check before its end.
     public func send(_ mail: OutgoingMail) throws(DeliveryError) {
         try send(mail, beforeEnd: { true })
+    }
+
+    /// A session with nothing to do ahead sends each message alone.
+    public func send(_ mail: OutgoingMail, following: OutgoingMail?, beforeEnd: () -> Bool) throws(DeliveryError) {
+        try send(mail, beforeEnd: beforeEnd)
     }
 
     /// Renders `message` with ``MIMERenderer`` and delivers it, as `waitlist test-mail` does.

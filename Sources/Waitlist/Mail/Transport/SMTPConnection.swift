@@ -24,6 +24,8 @@ final class SMTPConnection {
     var isUsable = true
     /// How many replies the current transaction has had: 0 while the relay has answered nothing of it.
     var transactionReplies = 0
+    /// The envelope of the next message, sent after the end of the last one and not answered yet.
+    var envelopeAhead: Envelope?
     private var isClosed = false
 
     /// Connects, says `EHLO`, starts TLS and logs in as `configuration` asks; throws what went wrong.
@@ -64,21 +66,22 @@ final class SMTPConnection {
         errorBuffer.deallocate()
     }
 
-    /// Ends the connection: `QUIT` when it is usable; otherwise it is cut, so that the relay cannot take
-    /// anything sent so far as a message. Safe to call twice.
+    /// Ends the connection: `QUIT` when it is usable and no envelope went out ahead; otherwise it is
+    /// cut, so that the relay cannot take anything sent so far as a message. Safe to call twice.
     func close() {
         guard !isClosed else { return }
         isClosed = true
-        if !isUsable {
+        if !isUsable || envelopeAhead != nil {
             // libcurl's cleanup says QUIT and waits for the answer: make that fail at once.
             shutdown(socket, Int32(SHUT_RDWR))
         }
         withExtendedLifetime(greeting) { curl_easy_cleanup(handle) }
     }
 
-    /// Whether the relay has neither closed the connection nor said anything unasked (a `421`, say).
+    /// Whether the relay has neither closed the connection nor said anything unasked (a `421`, say),
+    /// on a connection with no envelope sent ahead (its replies may be in already).
     func isStillOpen() -> Bool {
-        guard isUsable, received.isEmpty else { return false }
+        guard isUsable, envelopeAhead == nil, received.isEmpty else { return false }
         var descriptor = pollfd(fd: socket, events: Int16(POLLIN), revents: 0)
         guard poll(&descriptor, 1, 0) > 0 else { return true }
         // Readable: the end of the connection, a reply nobody asked for, or only TLS housekeeping.

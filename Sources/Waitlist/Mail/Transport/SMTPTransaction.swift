@@ -6,25 +6,42 @@ import Foundation
 extension SMTPConnection {
     // MARK: - One message
 
+    /// What `MAIL FROM` and `RCPT TO` of one message say: compared when a message's envelope
+    /// went out ahead, after the end of the message before it.
+    struct Envelope: Equatable {
+        var sender: String
+        var recipient: String
+        var size: Int
+    }
+
     /// Runs one SMTP transaction: the envelope, then the dot-stuffed message; returns once the relay has
     /// answered the end of DATA with `250`.
-    func deliver(_ message: [UInt8], from sender: String, to recipient: String, beforeEnd: () -> Bool)
+    ///
+    /// Where the relay offers PIPELINING, `following` (the envelope of the message that comes next on
+    /// this connection) goes out right after the end of this message, in the same write (RFC 2920
+    /// §3.1: the message may be the first of a group of commands), and its replies wait to be read by
+    /// that message's transaction: one round trip a message instead of two. Until that message's
+    /// end, nothing of it can be accepted; a connection left with such an envelope is cut when it is
+    /// closed, never ended with `QUIT` (the relay may be waiting for the message's data).
+    func deliver(_ message: [UInt8], from sender: String, to recipient: String, following: Envelope?, beforeEnd: () -> Bool)
         throws(DeliveryError)
     {
         let deadline = ContinuousClock.now + messageTimeout
         transactionReplies = 0
-        var mailFrom = "MAIL FROM:<\(sender)>"
-        if greeting.offersSize { mailFrom += " SIZE=\(message.count)" }
-        if greeting.offersSMTPUTF8 && !(sender.utf8.allSatisfy { $0 < 0x80 } && recipient.utf8.allSatisfy { $0 < 0x80 }) {
-            mailFrom += " SMTPUTF8"
-        }
-        let commands = [mailFrom, "RCPT TO:<\(recipient)>", "DATA"]
+        let envelope = Envelope(sender: sender, recipient: recipient, size: message.count)
         var replies: [Reply] = []
-        if greeting.offersPipelining {
-            try write(Array(commands.joined(separator: "\r\n").utf8 + [0x0D, 0x0A])[...], until: deadline)
-            for _ in commands { replies.append(try readReply(until: deadline)) }
+        if let ahead = envelopeAhead {
+            envelopeAhead = nil
+            guard ahead == envelope else {
+                isUsable = false
+                throw .transient("The SMTP session sent another message's envelope ahead; the connection was dropped.")
+            }
+            for _ in 0..<3 { replies.append(try readReply(until: deadline)) }
+        } else if greeting.offersPipelining {
+            try write(commands(for: envelope)[...], until: deadline)
+            for _ in 0..<3 { replies.append(try readReply(until: deadline)) }
         } else {
-            for command in commands {
+            for command in commandLines(for: envelope) {
                 try write(Array((command + "\r\n").utf8)[...], until: deadline)
                 let reply = try readReply(until: deadline)
                 replies.append(reply)
@@ -53,12 +70,15 @@ extension SMTPConnection {
             throw .transient("The relay \(relay) did not take the message: \(replies[2].line).")
         }
 
-        let data = Self.dotStuffed(message)
+        var data = Self.dotStuffed(message)
         let endStart = max(0, data.count - Self.lastPart)
+        let next = greeting.offersPipelining ? following : nil
+        if let next { data += commands(for: next) }
         isUsable = false  // until the relay has answered the end of DATA
         try write(data[..<endStart], until: deadline)
         guard beforeEnd() else { throw .transient("The message was abandoned before its end; the relay did not accept it.") }
         try write(data[endStart...], until: deadline)
+        envelopeAhead = next
         let reply = try readReply(until: deadline)
         isUsable = reply.code != 421
         switch reply.code / 100 {
@@ -66,6 +86,21 @@ extension SMTPConnection {
         case 5: throw .permanent("The relay \(relay) refused the message: \(reply.line).", policy: reply.isPolicyRefusal)
         default: throw .transient("The relay \(relay) deferred the message: \(reply.line).")
         }
+    }
+
+    /// `MAIL FROM`, `RCPT TO` and `DATA` for `envelope`, with the parameters the relay offers.
+    private func commandLines(for envelope: Envelope) -> [String] {
+        var mailFrom = "MAIL FROM:<\(envelope.sender)>"
+        if greeting.offersSize { mailFrom += " SIZE=\(envelope.size)" }
+        if greeting.offersSMTPUTF8 && !(envelope.sender.utf8.allSatisfy { $0 < 0x80 } && envelope.recipient.utf8.allSatisfy { $0 < 0x80 }) {
+            mailFrom += " SMTPUTF8"
+        }
+        return [mailFrom, "RCPT TO:<\(envelope.recipient)>", "DATA"]
+    }
+
+    /// The three commands of `envelope` as one pipelined group.
+    private func commands(for envelope: Envelope) -> [UInt8] {
+        Array((commandLines(for: envelope).joined(separator: "\r\n") + "\r\n").utf8)
     }
 
     /// Ends a transaction that will not carry a message (`RSET`), so the next can start; a connection

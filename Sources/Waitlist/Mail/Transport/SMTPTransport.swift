@@ -40,8 +40,9 @@ private enum CurlLibrary {
 /// over (`CURLOPT_CONNECT_ONLY`); each message's transaction (`MAIL FROM`, `RCPT TO`, `DATA`, the
 /// dot-stuffed message) goes through libcurl's `curl_easy_send` and `curl_easy_recv` on that connection,
 /// and ``SMTPConnection`` reads the replies. Where the relay offers PIPELINING (RFC 2920) the three
-/// commands go out together and the message in one write: two round trips a message where
-/// `curl_easy_perform` takes four, and a fraction of its work per message (bench/README.md).
+/// commands go out together and the message in one write, and the next message's envelope right
+/// after the end of the message before it: one round trip a message where `curl_easy_perform` takes
+/// four, and a fraction of its work per message (bench/README.md).
 ///
 /// The session blocks while it talks to the relay, so the caller drives it from a thread of its own. It is
 /// `@unchecked Sendable` because every use of the connection happens with `lock` held: the session may be
@@ -68,7 +69,10 @@ final class SMTPSession: MailSession, @unchecked Sendable {
     /// the dot-stuffing. `beforeEnd` is called once the relay has taken the envelope, just before the
     /// message's last bytes (its last 64 KiB, with the end of DATA) go out; when it returns `false` the
     /// connection is dropped without the end of DATA, so the relay never accepts the message.
-    func send(_ mail: OutgoingMail, beforeEnd: () -> Bool) throws(DeliveryError) {
+    ///
+    /// `following`, the message the caller sends next through this session, has its envelope sent
+    /// right after this message's end where the relay offers PIPELINING (``SMTPConnection/deliver(_:from:to:following:beforeEnd:)``).
+    func send(_ mail: OutgoingMail, following: OutgoingMail?, beforeEnd: () -> Bool) throws(DeliveryError) {
         let (message, sender, recipient) = (mail.bytes, mail.sender, mail.recipient)
         lock.lock()
         defer { lock.unlock() }
@@ -79,14 +83,19 @@ final class SMTPSession: MailSession, @unchecked Sendable {
         guard Self.isSafeEnvelopeAddress(recipient) else {
             throw .permanent("The recipient address cannot be used in an SMTP envelope.")
         }
+        let next = following.flatMap { following in
+            Self.isSafeEnvelopeAddress(following.sender) && Self.isSafeEnvelopeAddress(following.recipient)
+                ? SMTPConnection.Envelope(sender: following.sender, recipient: following.recipient, size: following.bytes.count) : nil
+        }
         // A relay may drop a connection that stayed idle, or say it is closing (421): start afresh then.
-        if let open = connection, !open.isStillOpen() {
+        // (One with this message's envelope sent ahead has its replies waiting: they tell.)
+        if let open = connection, open.envelopeAhead == nil, !open.isStillOpen() {
             open.close()
             connection = nil
         }
         if let reused = self.connection {
             do throws(DeliveryError) {
-                return try deliver(message, from: sender, to: recipient, over: reused, beforeEnd: beforeEnd)
+                return try deliver(message, from: sender, to: recipient, following: next, over: reused, beforeEnd: beforeEnd)
             } catch {
                 // A kept connection the relay closed just now (its hang-up still on the way) fails before
                 // any reply: nothing of this message reached the relay, so it goes once more, on a new one.
@@ -95,15 +104,20 @@ final class SMTPSession: MailSession, @unchecked Sendable {
         }
         let fresh = try SMTPConnection(configuration: configuration, ehloName: ehloName)
         connection = fresh
-        try deliver(message, from: sender, to: recipient, over: fresh, beforeEnd: beforeEnd)
+        try deliver(message, from: sender, to: recipient, following: next, over: fresh, beforeEnd: beforeEnd)
+    }
+
+    func send(_ mail: OutgoingMail, beforeEnd: () -> Bool) throws(DeliveryError) {
+        try send(mail, following: nil, beforeEnd: beforeEnd)
     }
 
     /// One transaction over `connection`; a connection the failure left unusable is dropped.
     private func deliver(
-        _ message: [UInt8], from sender: String, to recipient: String, over connection: SMTPConnection, beforeEnd: () -> Bool
+        _ message: [UInt8], from sender: String, to recipient: String, following: SMTPConnection.Envelope?,
+        over connection: SMTPConnection, beforeEnd: () -> Bool
     ) throws(DeliveryError) {
         do throws(DeliveryError) {
-            try connection.deliver(message, from: sender, to: recipient, beforeEnd: beforeEnd)
+            try connection.deliver(message, from: sender, to: recipient, following: following, beforeEnd: beforeEnd)
         } catch {
             if !connection.isUsable {
                 connection.close()
