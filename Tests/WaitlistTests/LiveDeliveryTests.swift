@@ -100,6 +100,30 @@ struct LiveDeliveryTests {
         }
     }
 
+    @Test(
+        "A lane sends each message's envelope with the end of the one before when its turn is due at once; with a rate to keep, it waits for its turn instead",
+        arguments: [false, true])
+    func aLanePipelinesTheNextEnvelopeUnlessItMustWait(rateLimited: Bool) async throws {
+        let server = try await SMTPTestServer.start()
+        defer { server.stop() }
+        let world = try await TestWorld.make()
+        let addresses = (1...5).map { "reader\($0)@example.com" }
+        for address in addresses { try await world.confirmedSubscriber(address) }
+        _ = try world.database.open(courseId: 1, date: "2027-03-15", enrolURL: "https://school.example/enrol", now: world.clock.now)
+        let before = server.receivedCount()
+        let transport = SMTPTransport(configuration: try SMTPConfiguration(url: server.url), ehloName: "waitlist.test")
+        let sender = OutboxSender(
+            database: world.database, transport: transport, composer: world.composer, concurrency: 1, logger: .init(label: "test"),
+            rate: rateLimited ? Rate(count: 4, per: .second) : nil, now: world.clock.function)
+        #expect(try await sender.run(mode: .drain).sent == 5)
+        let received = Array(try server.receivedMessages().dropFirst(before))
+        #expect(received.flatMap(\.recipients).sorted() == addresses)
+        #expect(Set(received.map(\.peer)).count == 1)
+        #expect(
+            received.map(\.nextEnvelopeAhead) == (rateLimited ? [false, false, false, false, false] : [true, true, true, true, false]))
+        #expect(try world.database.announcementCounts(openingId: 1) == [.sent: 5])
+    }
+
     @Test("waitlist open delivers every announcement through the SMTP relay and exits 0")
     func openCommandOverSMTP() async throws {
         let server = try await SMTPTestServer.start()

@@ -482,9 +482,10 @@ struct OutboxTests {
 
     @Test("A claim ahead that fails leaves the lanes the rest of their batch; the claim when they run out reports the failure")
     func failedClaimAheadKeepsTheBatch() async throws {
-        // Three messages go through, the lanes are held with the fourth and fifth, and from then on
-        // every claim fails (the claim's UPDATE is refused).
-        let (database, transport, run) = try await startGatedSender(passing: 3)
+        // One message goes through, the lanes are held with the next two (each lane has taken the
+        // message after its own: five of the batch, and no claim ahead yet), and from then on every
+        // claim fails (the claim's UPDATE is refused).
+        let (database, transport, run) = try await startGatedSender(passing: 1)
         await onOwnThread { transport.waitUntilHolding(2) }
         try await database.writer.write { db in
             try db.execute(

@@ -57,23 +57,33 @@ final class DeliveryGovernor: Sendable {
 
     /// Blocks the calling lane until it may send; `false` when it must stop instead.
     func awaitTurn(isStopping: () -> Bool) -> Bool {
-        let interval = policy.rate.map { 1 / $0.perSecond }
         while true {
             if isStopping() { return false }
-            let wait: TimeInterval? = state.withLock { state in
-                if state.stopReason != nil { return nil }
-                let now = now()
-                if state.pausedUntil > now { return state.pausedUntil.timeIntervalSince(now) }
-                guard let interval else { return 0 }
-                let slot = max(now, state.nextSlot)
-                if slot > now { return slot.timeIntervalSince(now) }
-                state.nextSlot = slot.addingTimeInterval(interval)
-                return 0
-            }
-            guard let wait else { return false }
+            guard let wait = takeTurn() else { return false }
             if wait <= 0 { return true }
             // Sleep in short steps so a stop is noticed quickly.
             sleep(min(wait, 0.25))
+        }
+    }
+
+    /// Takes a turn if the lane may send at once; `false`, and nothing taken, when a pause or the
+    /// rate says wait or sending stopped.
+    func takeTurnNow() -> Bool {
+        takeTurn().map { $0 <= 0 } ?? false
+    }
+
+    /// Takes a turn that is due now (0), or says how long until one is, or `nil` once sending stopped.
+    private func takeTurn() -> TimeInterval? {
+        let interval = policy.rate.map { 1 / $0.perSecond }
+        return state.withLock { state in
+            if state.stopReason != nil { return nil }
+            let now = now()
+            if state.pausedUntil > now { return state.pausedUntil.timeIntervalSince(now) }
+            guard let interval else { return 0 }
+            let slot = max(now, state.nextSlot)
+            if slot > now { return slot.timeIntervalSince(now) }
+            state.nextSlot = slot.addingTimeInterval(interval)
+            return 0
         }
     }
 

@@ -311,24 +311,70 @@ public final class OutboxSender: Sendable {
 
     // MARK: - Lanes
 
+    /// A message a lane has claimed for after the one it is sending.
+    private struct Upcoming {
+        var delivery: Delivery
+        /// Rendered, once its turn was taken: its envelope goes out after the end of the message
+        /// before it. `nil`: it waits for its turn first.
+        var mail: OutgoingMail?
+    }
+
     /// One lane: take the next message, wait for its turn, deliver it over the lane's session.
+    ///
+    /// While it sends a message the lane already holds the one after it, when one is waiting and
+    /// its turn is due at once (no pause, no rate to wait for): that message's envelope then goes
+    /// out right after the end of this one, and nothing of it can be accepted before its own end.
+    /// A lane that stops, or whose message failed, sends no such message on that connection: the
+    /// message goes back unsent (stop) or waits for its turn again on a new connection (failure).
     private func runLane(queue: WorkQueue, governor: DeliveryGovernor, progress: @Sendable (Progress) -> Void) {
         var session: (any MailSession)?
+        var upcoming: Upcoming?
         let laneRecords = LaneRecords(records, logger: logger) { queue.finished($0) }
         defer {
+            if let upcoming { queue.giveBack(upcoming.delivery) }
             laneRecords.settle()
             session?.close()
         }
-        while let delivery = queue.next() {
-            probe?(.claimed(delivery.outboxId))
-            guard governor.awaitTurn(isStopping: { self.isStopping || !queue.role.mayFinish }) else {
+        var ranOut = false
+        while true {
+            let delivery: Delivery
+            var mail: OutgoingMail?
+            if let held = upcoming {
+                (delivery, mail) = (held.delivery, held.mail)
+                upcoming = nil
+            } else {
+                guard !ranOut, let next = queue.next() else { return }
+                probe?(.claimed(next.outboxId))
+                delivery = next
+            }
+            let mustStop = { self.isStopping || !queue.role.mayFinish }
+            guard mail == nil ? governor.awaitTurn(isStopping: mustStop) : !mustStop() else {
                 queue.giveBack(delivery)
                 return
             }
-            if let outcome = deliver(delivery, session: &session, records: laneRecords, queue: queue, governor: governor) {
-                progress(.delivered(outcome))
+            let current = mail ?? render(delivery)
+            if let next = queue.next() {
+                probe?(.claimed(next.outboxId))
+                upcoming = Upcoming(delivery: next, mail: governor.takeTurnNow() ? render(next) : nil)
+            } else {
+                ranOut = true
             }
+            let outcome = deliver(
+                delivery, mail: current, following: upcoming?.mail, session: &session, records: laneRecords, queue: queue,
+                governor: governor)
+            if session == nil, let held = upcoming {
+                // The connection its envelope went out on is gone: it waits for its turn afresh.
+                upcoming = Upcoming(delivery: held.delivery, mail: nil)
+            }
+            if let outcome { progress(.delivered(outcome)) }
         }
+    }
+
+    /// `delivery` as the relay gets it.
+    private func render(_ delivery: Delivery) -> OutgoingMail {
+        OutgoingMail(
+            bytes: composer.renderedMessage(for: delivery, now: now()),
+            sender: bounceTags?.envelopeSender(outboxId: delivery.outboxId) ?? composer.from.address, recipient: delivery.recipient)
     }
 
     /// Sends one message and records the outcome; `nil` when the message was left to another sender.
@@ -337,17 +383,16 @@ public final class OutboxSender: Sendable {
     /// message: the lane waits for it at that message's point of no return, and holds the message
     /// back if it failed. So a lane never has more than one message accepted by the relay and not
     /// recorded: a crash repeats at most one message per lane. (The tokens were stored by the
-    /// claim, before any of its messages could go out.)
+    /// claim, before any of its messages could go out.) After a failure the session is closed,
+    /// with any envelope sent ahead.
     private func deliver(
-        _ delivery: Delivery, session: inout (any MailSession)?, records: LaneRecords, queue: WorkQueue, governor: DeliveryGovernor
+        _ delivery: Delivery, mail: OutgoingMail, following: OutgoingMail?, session: inout (any MailSession)?, records: LaneRecords,
+        queue: WorkQueue, governor: DeliveryGovernor
     ) -> Outcome? {
         var roleLost = false
         do throws(DeliveryError) {
             if session == nil { session = try transport.makeSession() }
-            let mail = OutgoingMail(
-                bytes: composer.renderedMessage(for: delivery, now: now()),
-                sender: bounceTags?.envelopeSender(outboxId: delivery.outboxId) ?? composer.from.address, recipient: delivery.recipient)
-            try session!.send(mail) {
+            try session!.send(mail, following: following) {
                 guard records.settle() else { return false }
                 probe?(.beforeEnd(delivery.outboxId))
                 roleLost = !queue.role.mayFinish
