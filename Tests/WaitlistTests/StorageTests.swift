@@ -501,15 +501,26 @@ struct StorageTests {
         #expect(try count("subscriber", in: database) == 81)
     }
 
-    @Test("A shortened busy wait gives up after its own looks, and the full wait is back once the call returns")
-    func busyWaitShortensForOneCall() {
-        let wait = BusyWait(timeout: 0.01)
+    @Test("A busy wait ends once its time has passed, however long each look's sleep took; shortened for one call, then whole again")
+    func busyWaitEndsByTheClock() {
+        // Given sleeps that take 3 ms for each millisecond asked (a busy machine)
+        let wait = BusyWait(timeout: 0.06) { usleep(useconds_t($0 * 3_000_000)) }
         let callback = wait.callback
-        #expect(callback(9) && !callback(10))
-        wait.shortened(to: 0.003) {
-            #expect(callback(2) && !callback(3))
+        func looks() -> (count: Int, took: Duration) {
+            let started = ContinuousClock.now
+            var tries = 0
+            while callback(tries) { tries += 1 }
+            return (tries, ContinuousClock.now - started)
         }
-        #expect(callback(9) && !callback(10))
+        // Then a wait of 60 ms lasts at least 60 ms, in fewer than 60 looks (counting looks, it
+        // lasted 180 ms)
+        let whole = looks()
+        #expect(whole.took >= .milliseconds(60))
+        #expect(whole.count < 60, "\(whole.count) looks in \(whole.took)")
+        // And shortened to 9 ms for one call it ends after 9 ms; after the call, the whole wait is back
+        let short = wait.shortened(to: 0.009) { looks() }
+        #expect(short.took >= .milliseconds(9) && short.count < 9, "\(short.count) looks in \(short.took)")
+        #expect(looks().took >= .milliseconds(60))
     }
 
     /// How many times the write-ahead log at `path` was started again from its beginning: its
