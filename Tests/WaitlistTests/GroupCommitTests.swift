@@ -11,7 +11,8 @@ import Testing
         var written: Set<Int> { groups.withLock { Set($0.joined()) } }
     }
 
-    /// Runs `body(thread)` on `count` threads at once and waits for all.
+    /// Runs `body(thread)` on `count` threads at once and waits for all, a minute at most: a thread
+    /// that nobody wakes is a failure, not a run that never ends.
     private func onThreads(_ count: Int, _ body: @escaping @Sendable (Int) -> Void) {
         let group = DispatchGroup()
         for index in 0..<count {
@@ -21,14 +22,26 @@ import Testing
                 group.leave()
             }.start()
         }
-        group.wait()
+        if group.wait(timeout: .now() + 60) == .timedOut { Issue.record("a thread still waits after a minute") }
+    }
+
+    /// Waits for `ticket` on a thread of its own, a minute at most; what the wait threw, or a
+    /// recorded failure when it did not end.
+    private func wait(for ticket: GroupCommit<Int>.Ticket) throws {
+        nonisolated(unsafe) let ticket = ticket
+        let outcome = Mutex<Result<Void, any Error>?>(nil)
+        onThreads(1) { _ in
+            let result = Result { try ticket.wait() }
+            outcome.withLock { $0 = result }
+        }
+        try outcome.withLock { $0 }?.get()
     }
 
     @Test func aLoneCallerWritesItsItemAlone() throws {
         let ledger = Ledger()
         let commit = GroupCommit<Int>(threadName: "test-marks") { items in ledger.groups.withLock { $0.append(items) } }
-        try commit.submit(1).wait()
-        try commit.submit(2).wait()
+        try wait(for: commit.submit(1))
+        try wait(for: commit.submit(2))
         #expect(ledger.groups.withLock { $0 } == [[1], [2]])
     }
 
@@ -74,8 +87,8 @@ import Testing
         #expect(ledger.written.isEmpty)
         release.signal()
         release.signal()
-        try first.wait()
-        try second.wait()
+        try wait(for: first)
+        try wait(for: second)
         #expect(ledger.written == [1, 2])
     }
 
@@ -89,7 +102,7 @@ import Testing
             defer { Thread.sleep(forTimeInterval: 0.05) }
             return commit.submit(item)
         }
-        for ticket in tickets { try ticket.wait() }
+        for ticket in tickets { try wait(for: ticket) }
         #expect(ledger.groups.withLock { $0 } == [[1, 2, 3]])
     }
 
@@ -99,6 +112,7 @@ import Testing
             ledger.groups.withLock { $0.append(items) }
         }
         let first = commit.submit(1)
+        Thread.sleep(forTimeInterval: 0.2)  // the writer thread has begun gathering by now
         // The writer would gather for ten minutes; waiting for an item must end that at once.
         let written = DispatchSemaphore(value: 0)
         Thread {
@@ -107,7 +121,7 @@ import Testing
         }.start()
         try #require(written.wait(timeout: .now() + 30) == .success, "still gathering")
         #expect(ledger.groups.withLock { $0 } == [[1, 2]])
-        #expect(throws: Never.self) { try first.wait() }
+        #expect(throws: Never.self) { try wait(for: first) }
     }
 
     @Test func aGatheredItemNobodyWaitsForIsWrittenAfterTheLongestGathering() {

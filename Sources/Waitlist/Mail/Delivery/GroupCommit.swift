@@ -26,6 +26,8 @@ final class GroupCommit<Item>: @unchecked Sendable {
         var failure: (any Error)?
         /// Tasks awaiting this group (``Ticket/written()``), resumed once it is written.
         var awaiting: [CheckedContinuation<Void, any Error>] = []
+        /// Threads waiting for this group (``Ticket/wait()``), each woken once it is written.
+        var waiting: [DispatchSemaphore] = []
     }
 
     /// A claim on the outcome of one submitted item.
@@ -36,13 +38,17 @@ final class GroupCommit<Item>: @unchecked Sendable {
         /// Waits until the transaction holding the item is committed; throws what writing it threw.
         func wait() throws {
             owner.condition.lock()
-            if group === owner.gathering && !owner.isDemanded {
-                // Someone needs this group now: the writer stops gathering.
-                owner.isDemanded = true
-                owner.condition.broadcast()
+            if !group.isWritten {
+                let woken = DispatchSemaphore(value: 0)
+                group.waiting.append(woken)
+                let demands = owner.demand(group)
+                owner.condition.unlock()
+                if demands { owner.condition.signal() }
+                woken.wait()
+            } else {
+                owner.condition.unlock()
             }
-            while !group.isWritten { owner.condition.wait() }
-            owner.condition.unlock()
+            // Set before the group was marked written, under the lock or before the wake.
             if let failure = group.failure { throw failure }
         }
 
@@ -57,16 +63,17 @@ final class GroupCommit<Item>: @unchecked Sendable {
                     return
                 }
                 group.awaiting.append(continuation)
-                if group === owner.gathering && !owner.isDemanded {
-                    owner.isDemanded = true
-                    owner.condition.broadcast()
-                }
+                let demands = owner.demand(group)
                 owner.condition.unlock()
+                if demands { owner.condition.signal() }
             }
         }
     }
 
-    /// Guards every property below; signalled when items arrive and when a group is written.
+    /// Guards every property below and the groups' own. Only the writer thread waits on it, for
+    /// items to write; whoever waits for a group is woken on its own, once that group is written.
+    /// (One condition for all, broadcast at every item and every commit, woke every waiting lane
+    /// for each and had them queue for the lock: most of a sender's futex calls.)
     fileprivate let condition = NSCondition()
     /// Where new items go.
     private var gathering = Group()
@@ -96,19 +103,29 @@ final class GroupCommit<Item>: @unchecked Sendable {
     /// Hands `item` over to be written soon, with whatever else arrives meanwhile.
     func submit(_ item: Item) -> Ticket {
         condition.lock()
-        defer { condition.unlock() }
         let group = gathering
         group.items.append(item)
+        // The first item starts the gathering; a full group ends it.
+        var wakesWriter = false
         if hasWriter {
-            // The first item starts the gathering; a full group ends it.
-            if group.items.count == 1 || group.items.count >= fullGroup { condition.broadcast() }
+            wakesWriter = group.items.count == 1 || group.items.count == fullGroup
         } else {
             hasWriter = true
             let thread = Thread { [self] in runWriter() }
             thread.name = threadName
             thread.start()
         }
+        condition.unlock()
+        if wakesWriter { condition.signal() }
         return Ticket(group: group, owner: self)
+    }
+
+    /// Someone waits for `group`: when it is still gathering, the writer stops gathering. Called
+    /// with the lock held; whether the writer must be woken for that.
+    fileprivate func demand(_ group: Group) -> Bool {
+        guard group === gathering && !isDemanded else { return false }
+        isDemanded = true
+        return true
     }
 
     private func runWriter() {
@@ -136,12 +153,14 @@ final class GroupCommit<Item>: @unchecked Sendable {
             }
             condition.lock()
             writing.isWritten = true
-            condition.broadcast()
-            let awaiting = writing.awaiting
-            writing.awaiting = []
+            let (waiting, awaiting) = (writing.waiting, writing.awaiting)
+            (writing.waiting, writing.awaiting) = ([], [])
+            condition.unlock()
+            for woken in waiting { woken.signal() }
             for continuation in awaiting {
                 continuation.resume(with: writing.failure.map { .failure($0) } ?? .success(()))
             }
+            condition.lock()
         }
     }
 }
