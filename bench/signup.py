@@ -8,7 +8,9 @@ retry: what is measured is the signup, not the mail), then:
 1. `wrk --latency` on GET /healthz and on POST /api/subscribe (bench/signup.lua: a new address per
    request) at 1, 16 and 64 connections, 2 threads, BENCH_SECONDS each: requests a second, p50, p99;
    then POST /api/subscribe paced at about half the higher signup rate (each connection waits 10 ms
-   after an answer; wrk's delay(): a closed loop with a pause, not a constant-rate open loop).
+   after an answer; wrk's delay(): a closed loop with a pause, not a constant-rate open loop), with a
+   synced single-row commit every 50 ms beside it on the same disk (the slowest, and how many took
+   over 20 ms: the disk's stalls during that run).
 2. Single-row `synchronous=FULL` commits in WAL mode on the same disk for BENCH_SECONDS, Python's
    sqlite3: how many a second, the slowest, and how many took over 20 ms (the disk's own stalls:
    a stall delays every signup waiting for that commit, so it bounds the signups' p99).
@@ -83,6 +85,40 @@ def single_commits(folder: Path, seconds: float) -> dict:
             stalls += took > 0.020
             count += 1
         return {"per_second": count / (time.perf_counter() - started), "max_ms": slowest * 1000, "over_20ms": stalls}
+
+
+class DiskWatch:
+    """While a run lasts, one single-row synchronous=FULL commit every 50 ms on a file of its own in
+    the same folder: the disk's stalls at the same moments as the run's signups (a handful of syncs
+    a second beside the server's thousands), so a p99 over the target can be told from the disk's."""
+
+    def __init__(self, folder: Path):
+        self.path = folder / "disk-watch.sqlite"
+        self.stop = threading.Event()
+        self.times: list[float] = []
+        self.thread = threading.Thread(target=self._watch, daemon=True)
+
+    def __enter__(self) -> "DiskWatch":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_) -> None:
+        self.stop.set()
+        self.thread.join(timeout=30)
+
+    def _watch(self) -> None:
+        with sqlite3.connect(self.path, isolation_level=None) as db:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.execute("CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, v TEXT)")
+            while not self.stop.wait(0.05):
+                begun = time.perf_counter()
+                db.execute("INSERT INTO t (v) VALUES ('watch')")
+                self.times.append(time.perf_counter() - begun)
+
+    def summary(self) -> dict:
+        return {"disk_commits": len(self.times), "disk_max_ms": round(max(self.times, default=0) * 1000, 1),
+                "disk_over_20ms": sum(t > 0.020 for t in self.times)}
 
 
 def signups_while_opening(port: int, database: Path, environment: dict) -> dict:
@@ -175,15 +211,18 @@ def main() -> None:
         # many connections as make half the peak at the latency seen with 16.
         peak = max(results["signup_c16"]["rate"], results["signup_c64"]["rate"])
         connections = max(1, round(peak / 2 * (PACE_MS + results["signup_c16"]["p50"]) / 1000))
-        half = wrk(f"{base}/api/subscribe", connections, script, ["--", "half"], pace_ms=PACE_MS)
-        results["signup_half_peak"] = half | {"connections": connections, "target_rate": peak / 2}
+        with DiskWatch(folder) as disk:
+            half = wrk(f"{base}/api/subscribe", connections, script, ["--", "half"], pace_ms=PACE_MS)
+        results["signup_half_peak"] = half | {"connections": connections, "target_rate": peak / 2} | disk.summary()
         print(f"POST /api/subscribe at half the peak ({peak / 2:.0f}/s): {results['signup_half_peak']}", flush=True)
         commits = single_commits(folder, SECONDS)
         results["single_commits_per_second"] = commits["per_second"]
         results["single_commits_stalls"] = {"max_ms": commits["max_ms"], "over_20ms": commits["over_20ms"]}
         print(f"single-row synchronous=FULL commits/s: {commits['per_second']:.0f}; slowest {commits['max_ms']:.1f} ms,"
               f" {commits['over_20ms']} over 20 ms in {SECONDS} s", flush=True)
-        results["while_open"] = signups_while_opening(port, database, environment)
+        with DiskWatch(folder) as disk:
+            results["while_open"] = signups_while_opening(port, database, environment)
+        results["while_open"] |= disk.summary()
         print(f"signups while open queues {RECIPIENTS}: {results['while_open']}", flush=True)
         results["ratio_signup_to_healthz_c64"] = results["signup_c64"]["rate"] / results["healthz_c64"]["rate"]
         print(json.dumps(results, indent=2))
