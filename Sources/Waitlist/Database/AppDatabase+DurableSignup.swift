@@ -10,7 +10,8 @@ public enum SignupCourse: Sendable, Hashable {
 
 /// One signup handed to the signup writer: what to write, and once its transaction is over, what
 /// it did or why it was not written. Written on the writer thread, read by the request after
-/// ``GroupCommit/Ticket/written()`` (the group commit's lock orders the two).
+/// ``GroupCommit/Ticket/written()`` (the group commit's lock, or the task's resumption after the
+/// commit, orders the two).
 final class PendingSignup: @unchecked Sendable {
     let email: EmailAddress
     let course: SignupCourse
