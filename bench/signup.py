@@ -16,7 +16,7 @@ retry: what is measured is the signup, not the mail), then:
    a stall delays every signup waiting for that commit, so it bounds the signups' p99).
 3. BENCH_RECIPIENTS confirmed subscribers written straight into the database, then `waitlist open`
    while 16 keep-alive clients sign up: the signup p50/p99/max while `open` queues (from its start
-   to its "announcements queued" line).
+   to its "announcements queued" line), and the same watch of the disk through that whole step.
 """
 
 import http.client
@@ -68,13 +68,19 @@ def wrk(url: str, connections: int, script: list[str], label: list[str] = [], pa
     return {"rate": rate, "p50": p50, "p99": p99, "refused": int(refused.group(1)) if refused else (int(errors.group(1)) if errors else 0)}
 
 
+def synced_table(path: Path) -> sqlite3.Connection:
+    """A connection to `path` (WAL, synchronous=FULL, autocommit) with a table `t` to insert into."""
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=FULL")
+    db.execute("CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, v TEXT)")
+    return db
+
+
 def single_commits(folder: Path, seconds: float) -> dict:
     """Single-row synchronous=FULL commits, WAL, one connection: how many a second, and the disk's
     own stalls (the slowest commit, and how many took over 20 ms), which bound every p99 above."""
-    with sqlite3.connect(folder / "commits.sqlite", isolation_level=None) as db:
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=FULL")
-        db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
+    with synced_table(folder / "commits.sqlite") as db:
         count, slowest, stalls, started = 0, 0.0, 0, time.perf_counter()
         while (begun := time.perf_counter()) - started < seconds:
             db.execute("BEGIN")
@@ -107,10 +113,7 @@ class DiskWatch:
         self.thread.join(timeout=30)
 
     def _watch(self) -> None:
-        with sqlite3.connect(self.path, isolation_level=None) as db:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")
-            db.execute("CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, v TEXT)")
+        with synced_table(self.path) as db:
             while not self.stop.wait(0.05):
                 begun = time.perf_counter()
                 db.execute("INSERT INTO t (v) VALUES ('watch')")
