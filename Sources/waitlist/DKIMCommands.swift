@@ -20,10 +20,12 @@ struct DKIMRecord: AsyncParsableCommand {
     }
 }
 
-/// `waitlist dkim-keygen --type rsa|ed25519 PATH`: a new private key, readable by its owner only.
+/// `waitlist dkim-keygen --type rsa|ed25519 PATH`: a new private key, written by its owner and read by
+/// the group `waitlist` (the service).
 struct DKIMKeygen: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "dkim-keygen", abstract: "Write a new DKIM private key (PEM, mode 0600); never overwrites a file.")
+        commandName: "dkim-keygen",
+        abstract: "Write a new DKIM private key (PEM, mode 0640: owner and the waitlist group); never overwrites a file.")
 
     @Option(name: .long, help: ArgumentHelp("The key's type: rsa (2048 bits) or ed25519.", valueName: "rsa|ed25519"))
     var type: DKIMKey.KeyType

@@ -18,6 +18,14 @@ struct WaitlistCommand: AsyncParsableCommand {
             Serve.self, OpenEnrolment.self, CloseEnrolment.self, Send.self, Status.self, CourseCommand.self, Export.self, Forget.self,
             Backup.self, TestMail.self, DKIMRecord.self, DKIMKeygen.self, Bounce.self,
         ])
+
+    /// Every command starts here: the umask is set before anything is opened, so that what SQLite
+    /// makes by itself (the database's `-wal` and `-shm`) is 0660 like the rest, whatever umask the
+    /// shell or unit had (see ``StateFiles``); then the arguments are parsed and the command run.
+    static func main() async {
+        StateFiles.restrictUmask()
+        await main(nil)
+    }
 }
 
 /// The `--course` option shared by the commands that act on one course.

@@ -41,7 +41,7 @@ struct DKIMTests {
             let path = directory.appendingPathComponent("\(type.rawValue).pem").path
             try DKIMKeyFile.create(type: type, path: path)
             let mode = try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int
-            #expect(mode == 0o600)
+            #expect(mode == 0o640)
             keys.append(try DKIMKey.load(selector: type.rawValue, path: path))
         }
         let message = Array("From: a@school.example\r\nTo: b@example.com\r\nSubject: Hi\r\n\r\nHello\r\n".utf8)

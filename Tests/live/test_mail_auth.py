@@ -54,7 +54,7 @@ class MailRun:
         for key_type in keys:
             path = directory / f"{key_type}.pem"
             self.run_cli("dkim-keygen", "--type", key_type, str(path))
-            assert path.stat().st_mode & 0o777 == 0o600, f"{path} is not readable by its owner only"
+            assert path.stat().st_mode & 0o777 == 0o640, f"{path} is not written by its owner only and read by its group only"
             selector = f"sel-{key_type}"
             self.key_paths[selector] = path
             self.records[f"{selector}._domainkey.{DOMAIN}.".encode()] = public_record(path)

@@ -37,15 +37,22 @@ public struct AppDatabase: Sendable {
     public static func open(path: String, busyTimeout: TimeInterval = defaultBusyTimeout) throws(WaitlistError) -> AppDatabase {
         try inspect(path: path)
         do {
-            let directory = URL(fileURLWithPath: path).deletingLastPathComponent().path
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            try StateFiles.createFolder(atPath: URL(fileURLWithPath: path).deletingLastPathComponent().path)
             let busyWait = BusyWait(timeout: busyTimeout)
             let pool = try DatabasePool(path: path, configuration: makeConfiguration(busyWait: busyWait))
             // GRDB sets `synchronous = NORMAL` on a pool's writer when it switches the file to WAL,
             // after `prepareDatabase`; a commit would then reach the disk only at the next
             // checkpoint, and a power cut could take back signups already answered `202`.
             try pool.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
-            return try AppDatabase(pool, busyWait: busyWait, longestSignupWait: .seconds(busyTimeout))
+            let database = try AppDatabase(pool, busyWait: busyWait, longestSignupWait: .seconds(busyTimeout))
+            // SQLite made a new file 0644 masked by the umask, and the `-wal` and `-shm` (which exist
+            // now that the file is in WAL mode) with the file's mode masked by the umask.
+            for file in [path, path + "-wal", path + "-shm"] {
+                try StateFiles.settle(fileAt: file, mode: StateFiles.dataMode)
+            }
+            return database
+        } catch let error as StateFiles.Failure {
+            throw WaitlistError(.unavailable, "Cannot open the database \(path): \(error).")
         } catch let error as DatabaseError where [.SQLITE_NOTADB, .SQLITE_CORRUPT].contains(error.resultCode) {
             throw WaitlistError(.data, "The database \(path) is damaged: \(Self.describe(error)). Restore it from a backup.")
         } catch {
@@ -88,7 +95,8 @@ public struct AppDatabase: Sendable {
         (try? await writer.read { db in try Int.fetchOne(db, sql: "SELECT 1") }) == 1
     }
 
-    /// Writes a consistent copy of the database, taken online, to a new file at `path`.
+    /// Writes a consistent copy of the database, taken online, to a new file at `path`, mode 0660
+    /// (``StateFiles/dataMode``): it holds the same keys as the database.
     public func backup(to path: String) throws(WaitlistError) {
         guard !FileManager.default.fileExists(atPath: path) else {
             throw WaitlistError(.usage, "\(path) already exists; give a new file name for the backup.")
@@ -96,6 +104,8 @@ public struct AppDatabase: Sendable {
         let temporary = path + ".partial"
         do {
             try? FileManager.default.removeItem(atPath: temporary)
+            // An empty file of the database's mode: SQLite would make it 0644 masked by the umask.
+            try StateFiles.createEmptyFile(atPath: temporary, mode: StateFiles.dataMode)
             let destination = try DatabaseQueue(path: temporary)
             try writer.backup(to: destination)
             try destination.close()

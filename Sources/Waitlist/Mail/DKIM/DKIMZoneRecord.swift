@@ -33,7 +33,9 @@ public struct DKIMZoneRecord: Sendable {
 
 /// Writing new key files for `waitlist dkim-keygen`.
 public enum DKIMKeyFile {
-    /// Writes a new private key of `type` to `path`, mode 0600, failing if the file exists.
+    /// Writes a new private key of `type` to `path`, mode 0640 with the group `waitlist`
+    /// (``StateFiles/keyMode``: the service reads it, only the owner changes it), failing if the
+    /// file exists.
     ///
     /// - Throws: ``WaitlistError`` `.usage` when the file exists, `.data` when it cannot be written.
     public static func create(type: DKIMKey.KeyType, path: String) throws(WaitlistError) {
@@ -43,14 +45,14 @@ public enum DKIMKeyFile {
         } catch {
             throw WaitlistError(.data, "No \(type.rawValue) key could be made: \(error).")
         }
-        // O_EXCL: an existing file, or one made meanwhile, is never overwritten.
-        let descriptor = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-        guard descriptor >= 0 else {
-            let reason = errno
-            if reason == EEXIST {
-                throw WaitlistError(.usage, "\(path) already exists; a DKIM key file is never overwritten, so choose a new path.")
-            }
-            throw WaitlistError(.data, "\(path) cannot be created: \(String(cString: strerror(reason))).")
+        // Never overwritten: an existing file, or one made meanwhile, is refused.
+        let descriptor: Int32
+        do {
+            descriptor = try StateFiles.createFile(atPath: path, mode: StateFiles.keyMode)
+        } catch  where error.code == EEXIST {
+            throw WaitlistError(.usage, "\(path) already exists; a DKIM key file is never overwritten, so choose a new path.")
+        } catch {
+            throw WaitlistError(.data, "\(error).")
         }
         defer { close(descriptor) }
         let bytes = Array(pem.utf8)

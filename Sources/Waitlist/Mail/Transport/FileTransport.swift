@@ -15,7 +15,8 @@ import Logging
 /// per message and percent-encoded where a character is unsafe in a file name, keeps names unique,
 /// and a retried message replaces its own earlier file rather than adding a second one. The bytes
 /// go to a hidden temporary file in the same directory, are flushed to disk and then renamed into
-/// place, so nobody ever sees half a message. The directory is created when it is missing.
+/// place, so nobody ever sees half a message. The directory is created when it is missing. Files
+/// are 0660 and folders 2770, as ``StateFiles`` says.
 ///
 /// Each file is logged at `info` with its path and every http(s) link of the text part, so the
 /// confirmation link can be followed straight from the log. The recipient's address is never logged.
@@ -158,27 +159,24 @@ final class MailFileWriter: MailSession, Sendable {
     /// Nothing to close: each file is complete once ``send(_:)`` returns.
     func close() {}
 
-    /// Creates the mail directory and its parents when missing; fails when the path is taken by a file.
+    /// Creates the mail directory and its parents when missing, 2770 (``StateFiles``); fails when the
+    /// path is taken by a file.
     private func createDirectoryIfMissing() throws(DeliveryError) {
-        var isDirectory: ObjCBool = false
-        if FileManager.default.fileExists(atPath: directory.path, isDirectory: &isDirectory) {
-            guard isDirectory.boolValue else {
-                throw .transient("cannot write mail to \(directory.path): it exists and is not a directory")
-            }
-            return
-        }
         do {
-            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+            try StateFiles.createFolder(atPath: directory.path)
         } catch {
-            throw .transient("cannot create mail directory \(directory.path): \(error.localizedDescription)")
+            throw .transient("cannot create mail directory \(directory.path): \(error)")
         }
     }
 
-    /// Writes bytes to a new file and flushes them to disk; removes the file again on failure.
+    /// Writes bytes to a new file, mode 0660 (``StateFiles``: a message holds links that confirm
+    /// and unsubscribe), and flushes them to disk; removes the file again on failure.
     private func writeDurably(_ bytes: [UInt8], to file: URL) throws(DeliveryError) {
-        let descriptor = open(file.path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
-        guard descriptor >= 0 else {
-            throw .transient("cannot create mail file \(file.path): \(String(cString: strerror(errno)))")
+        let descriptor: Int32
+        do {
+            descriptor = try StateFiles.createFile(atPath: file.path, mode: StateFiles.dataMode)
+        } catch {
+            throw .transient("cannot create mail file: \(error)")
         }
         var failure: String?
         bytes.withUnsafeBytes { buffer in
