@@ -10,7 +10,7 @@ import Testing
 /// which these files used to be 0644) rather than changing the test process's own.
 @Suite("File modes")
 struct FileModesTests {
-    @Test("A command runs with umask 0007 whatever umask it was started with, so the -wal and -shm SQLite makes are 0660")
+    @Test("A command runs with umask 0007 whatever umask it was started with")
     func commandsSetTheirOwnUmask() async throws {
         let cli = try CLIHarness()
         defer { cli.cleanUp() }
@@ -22,7 +22,9 @@ struct FileModesTests {
         // When its umask is read from the kernel
         let status = try String(contentsOfFile: "/proc/\(serve.process.processIdentifier)/status", encoding: .utf8)
 
-        // Then it is 0007
+        // Then it is 0007: the -wal and -shm that SQLite makes by itself, with the database's mode
+        // masked by the umask, are then 0660 like the database, also when another user's command
+        // makes them and no later open of ours can mend them
         let umask = status.split(separator: "\n").first { $0.hasPrefix("Umask:") }
         #expect(umask?.split(separator: "\t").last == "0007")
     }
