@@ -196,9 +196,12 @@ public enum StateFiles {
     private static func waitlistGroup() -> gid_t? {
         var entry = group()
         var found: UnsafeMutablePointer<group>?
-        var buffer = [CChar](repeating: 0, count: 16_384)
-        let status = getgrnam_r(groupName, &entry, &buffer, buffer.count, &found)
-        return status == 0 && found != nil ? entry.gr_gid : nil
+        var buffer = [CChar](repeating: 0, count: 4_096)
+        // ERANGE: the entry (its list of members) does not fit; look again with more room.
+        while getgrnam_r(groupName, &entry, &buffer, buffer.count, &found) == ERANGE {
+            buffer = [CChar](repeating: 0, count: buffer.count * 2)
+        }
+        return found != nil ? entry.gr_gid : nil
     }
 
     private static func isFolder(atPath path: String) -> Bool {
