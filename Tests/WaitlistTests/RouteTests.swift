@@ -105,7 +105,7 @@ struct RouteTests {
                 #expect(!response.text.contains("swift-tools-version"))
             }
         }
-        #expect(StaticFilesMiddleware<AppRequestContext>.isPlainFileName("/confirm.js"))
+        #expect(StaticFilesMiddleware<AppRequestContext>.isPlainFileName("/embed.js"))
         #expect(!StaticFilesMiddleware<AppRequestContext>.isPlainFileName("/a/b.css"))
         #expect(!StaticFilesMiddleware<AppRequestContext>.isPlainFileName("/"))
     }

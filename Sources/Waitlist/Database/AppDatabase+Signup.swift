@@ -192,13 +192,6 @@ extension AppDatabase {
 
     // MARK: - Tokens
 
-    /// When the mail with this confirmation token was sent: its token is made and stored as it goes out.
-    public func confirmationMailedAt(_ token: Token) throws -> Date? {
-        try writer.read { db in
-            try Date.fetchOne(db, sql: "SELECT createdAt FROM token WHERE hash = ? AND purpose = 'confirm'", arguments: [token.hash])
-        }
-    }
-
     /// Stores the hash of a confirmation mail's token, valid for ``confirmationLifetime`` from `now`.
     static func storeConfirmToken(_ db: Database, _ token: Token, subscriberId: Int64, now: Date, nowValue: DatabaseValue) throws {
         try db.cachedStatement(sql: "INSERT INTO token (subscriberId, purpose, hash, createdAt, expiresAt) VALUES (?, 'confirm', ?, ?, ?)")
