@@ -127,6 +127,29 @@ struct SignupDatabaseTests {
         #expect(back.status == .confirmed)
     }
 
+    @Test("A confirmation link left unused when the address unsubscribed does not confirm a later signup of it")
+    func earlierSignupsLinkDoesNotConfirmALaterOne() async throws {
+        // Given anna signed up and unsubscribed through her confirmation mail without confirming
+        let world = try await TestWorld.make()
+        let earlier = try await world.pendingSubscriber("anna@example.com")
+        world.clock.advance(by: 60)
+        _ = try world.database.unsubscribe(try world.token("unsubscribe", sentTo: "anna@example.com"), now: world.clock.now)
+        // When someone signs her address up again a day later and its confirmation goes out
+        world.clock.advance(by: AppDatabase.confirmationInterval + 1)
+        let later = try await world.pendingSubscriber("anna@example.com")
+        #expect(later != earlier)
+        // Then the earlier link is expired and confirms nothing; the new signup's own link confirms it
+        let course = try world.course
+        #expect(try world.database.lookUp(earlier, purpose: .confirm, now: world.clock.now) == .expired(course))
+        #expect(try world.database.confirm(earlier, client: ClientContext(ip: "203.0.113.9"), now: world.clock.now) == .expired(course))
+        #expect(try world.database.status(courseId: 1).pending == 1)
+        guard case .valid(let confirmed, _) = try world.database.confirm(later, client: ClientContext(), now: world.clock.now) else {
+            Issue.record("the later signup's own link did not confirm")
+            return
+        }
+        #expect(confirmed.status == .confirmed)
+    }
+
     @Test("A signup runs the same statements whatever the address's state: new, pending, throttled, confirmed, unsubscribed, bounced")
     func signupDoesTheSameWorkInEveryState() async throws {
         let statements = Mutex<[String]>([])

@@ -35,7 +35,8 @@ public enum TokenLookup: Sendable, Equatable {
     /// A confirmation token whose subscriber is confirmed already: the link changes nothing.
     case alreadyDone(Subscriber, Course)
     /// A confirmation token past its 7 days, spent, or of an address that unsubscribed or bounced
-    /// since: only a new signup brings it back.
+    /// since (also when it signed up again: the new signup's own link confirms it, never an
+    /// earlier one): only a new signup brings it back.
     case expired(Course)
     /// Not a token we know (never issued, or erased).
     case unknown
@@ -204,13 +205,13 @@ extension AppDatabase {
     }
 
     static func lookUp(_ db: Database, token: Token, purpose: TokenPurpose, now: Date) throws -> TokenLookup {
-        let owner: (subscriberId: Int64, expiresAt: Date?, spent: Bool)
+        let owner: (subscriberId: Int64, issuedAt: Date?, expiresAt: Date?, spent: Bool)
         if purpose == .unsubscribe, let subscriberId = try keyedUnsubscribeOwner(db, token: token) {
-            owner = (subscriberId, nil, false)
+            owner = (subscriberId, nil, nil, false)
         } else if let record = try TokenRecord.filter(TokenRecord.Columns.hash == token.hash && TokenRecord.Columns.purpose == purpose)
             .fetchOne(db)
         {
-            owner = (record.subscriberId, record.expiresAt, record.usedAt != nil)
+            owner = (record.subscriberId, record.createdAt, record.expiresAt, record.usedAt != nil)
         } else {
             return .unknown
         }
@@ -223,7 +224,15 @@ extension AppDatabase {
         switch subscriber.status {
         case .confirmed: return .alreadyDone(subscriber, course)
         case .unsubscribed, .bounced: return .expired(course)
-        case .pending: return owner.spent ? .expired(course) : .valid(subscriber, course)
+        case .pending:
+            // A link mailed before the address last unsubscribed or bounced belongs to a signup that
+            // ended then; the address is pending again because someone signed it up anew, and only
+            // that signup's own mail may confirm it.
+            let endedCycle = [subscriber.unsubscribedAt, subscriber.bouncedAt].contains { ended in
+                guard let ended, let issued = owner.issuedAt else { return false }
+                return issued < ended
+            }
+            return owner.spent || endedCycle ? .expired(course) : .valid(subscriber, course)
         }
     }
 
