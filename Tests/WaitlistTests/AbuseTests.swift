@@ -287,6 +287,26 @@ struct AbuseTests {
         #expect(try world.database.status(courseId: 1).pending == 1)
     }
 
+    @Test("The fourth course an address signs up for within a day gets the same answer as the others, and no mail")
+    func fourthCourseInADayGetsSameAnswerAndNoMail() async throws {
+        // Given four courses
+        let world = try await TestWorld.make()
+        for slug in ["pricing", "sales", "service"] { _ = try world.database.addCourse(slug: slug, title: slug) }
+        try await world.application().test(.router) { client async throws in
+            // When one address signs up for each through the API
+            var answers: [String] = []
+            for slug in ["negotiation", "pricing", "sales", "service"] {
+                let answer = try await client.postJSON("/api/subscribe", #"{"email": "anna@example.com", "course": "\#(slug)"}"#)
+                answers.append(describe(answer))
+            }
+            // Then all four answers are the same, and three confirmations go out
+            #expect(Set(answers).count == 1)
+            #expect(answers.first?.hasPrefix("202") == true)
+        }
+        try await world.deliverAll()
+        #expect(world.transport.messages.count == 3)
+    }
+
     @Test("Over-long fields are refused with 400 before any work")
     func overLongFields() async throws {
         let world = try await TestWorld.make()
