@@ -9,7 +9,7 @@ extension AppDatabase {
     /// mails is kept (with the keyed hash of its address), so that the cap of three per address and
     /// course holds across purges.
     public static let purgedConfirmationsRetention: TimeInterval = 365 * 24 * 3600
-    /// The name of the key of ``addressDigest(_:key:)`` in the secret table.
+    /// The name of the key of ``addressDigest(_:keyed:)`` in the secret table.
     static let addressDigestSecretName = "address-digest"
 
     /// What one purge removed.
@@ -59,16 +59,26 @@ extension AppDatabase {
 
     /// The keyed hash (HMAC-SHA256) of an address's canonical key (``EmailAddress/key``): the same
     /// address gives the same 32 bytes, and without the key, kept in the database, nobody can tell
-    /// which address they stand for by hashing guesses.
-    static func addressDigest(_ emailKey: String, key: SymmetricKey) -> [UInt8] {
-        Array(HMAC<SHA256>.authenticationCode(for: Data(emailKey.utf8), using: key))
+    /// which address they stand for by hashing guesses. `hmac` is ``addressHMAC(_:)``'s, fed
+    /// nothing yet: a copy of it starts from the key without hashing the key again (a signup pays
+    /// only for its address).
+    static func addressDigest(_ emailKey: String, keyed hmac: HMAC<SHA256>) -> [UInt8] {
+        var hmac = hmac
+        var emailKey = emailKey
+        emailKey.withUTF8 { hmac.update(data: UnsafeRawBufferPointer($0)) }
+        return Array(hmac.finalize())
+    }
+
+    /// The HMAC of ``addressDigest(_:keyed:)``, keyed with the database's key for it.
+    static func addressHMAC(_ db: Database) throws -> HMAC<SHA256> {
+        HMAC(key: SymmetricKey(data: try secret(db, named: addressDigestSecretName)))
     }
 
     /// Adds the confirmation mails of signups about to be purged (rows of `id`, `courseId`,
     /// `emailKey`, `mails`, `lastMailedAt`) to their addresses' counts.
     private static func keepConfirmationCounts(_ db: Database, of purged: [Row]) throws {
         guard purged.contains(where: { $0["mails"] as Int > 0 }) else { return }
-        let key = SymmetricKey(data: try secret(db, named: addressDigestSecretName))
+        let hmac = try addressHMAC(db)
         let keep = try db.cachedStatement(
             sql: """
                 INSERT INTO purged_confirmations (addressDigest, courseId, mails, keptUntil) VALUES (?, ?, ?, ?)
@@ -78,7 +88,7 @@ extension AppDatabase {
         for row in purged where row["mails"] as Int > 0 {
             let lastMailedAt: Date = row["lastMailedAt"]
             try keep.execute(arguments: [
-                Data(addressDigest(row["emailKey"], key: key)), row["courseId"] as Int64, row["mails"] as Int,
+                Data(addressDigest(row["emailKey"], keyed: hmac)), row["courseId"] as Int64, row["mails"] as Int,
                 lastMailedAt.addingTimeInterval(purgedConfirmationsRetention),
             ])
         }
@@ -88,9 +98,9 @@ extension AppDatabase {
     ///
     /// - Returns: how many courses' counts were deleted.
     static func forgetConfirmationCounts(_ db: Database, emailKey: String) throws -> Int {
-        let key = SymmetricKey(data: try secret(db, named: addressDigestSecretName))
         try db.execute(
-            sql: "DELETE FROM purged_confirmations WHERE addressDigest = ?", arguments: [Data(addressDigest(emailKey, key: key))])
+            sql: "DELETE FROM purged_confirmations WHERE addressDigest = ?",
+            arguments: [Data(addressDigest(emailKey, keyed: try addressHMAC(db)))])
         return db.changesCount
     }
 

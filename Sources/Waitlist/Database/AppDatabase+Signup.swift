@@ -91,8 +91,8 @@ extension AppDatabase {
         let upsert: SteppedStatement
         let consent: SteppedStatement
         let confirmation: SteppedStatement
-        /// The key of the address digests (``AppDatabase/addressDigest(_:key:)``), read once a transaction.
-        let addressKey: SymmetricKey
+        /// The keyed HMAC of the address digests (``AppDatabase/addressDigest(_:keyed:)``), made once a transaction.
+        let addressHMAC: HMAC<SHA256>
 
         init(_ db: Database) throws {
             // The address's row, its confirmations since it last confirmed, whether one of them is
@@ -150,7 +150,7 @@ extension AppDatabase {
                     INSERT INTO outbox (kind, subscriberId, openingId, state, attempts, nextAttemptAt, createdAt)
                     SELECT 'confirmation', ?1, NULL, 'queued', 0, ?2, ?2 WHERE ?3
                     """)
-            addressKey = SymmetricKey(data: try AppDatabase.secret(db, named: AppDatabase.addressDigestSecretName))
+            addressHMAC = try AppDatabase.addressHMAC(db)
         }
     }
 
@@ -167,7 +167,7 @@ extension AppDatabase {
         caps.bind(email.key, at: 2)
         caps.bind(now, at: 3)
         caps.bind(Self.confirmationIntervalModifier, at: 4)
-        caps.bind(Self.addressDigest(email.key, key: statements.addressKey), at: 5)
+        caps.bind(Self.addressDigest(email.key, keyed: statements.addressHMAC), at: 5)
         guard try caps.step(db) else { throw DatabaseError(resultCode: .SQLITE_INTERNAL, message: "the signup's caps returned no row") }
         let recentAcrossCourses = caps.int64(at: 0)
         let purgedInCourse = caps.int64(at: 1)
