@@ -42,7 +42,7 @@ struct BuiltInFilesTests {
         let page = try await Self.fetch("\(base)/")
         #expect(page.status == 200)
         #expect(page.text.contains(#"<link rel="stylesheet" href="/styles.css">"#))
-        for (name, type) in [("styles.css", "text/css"), ("confirm.js", "javascript"), ("favicon.svg", "image/svg+xml")] {
+        for (name, type) in [("styles.css", "text/css"), ("embed-frame.js", "javascript"), ("favicon.svg", "image/svg+xml")] {
             let file = try await Self.fetch("\(base)/\(name)")
             #expect(file.status == 200, "\(name)")
             #expect(file.header("Content-Type")?.contains(type) == true, "\(name): \(file.header("Content-Type") ?? "none")")

@@ -105,7 +105,7 @@ struct RouteTests {
                 #expect(!response.text.contains("swift-tools-version"))
             }
         }
-        #expect(StaticFilesMiddleware<AppRequestContext>.isPlainFileName("/confirm.js"))
+        #expect(StaticFilesMiddleware<AppRequestContext>.isPlainFileName("/embed.js"))
         #expect(!StaticFilesMiddleware<AppRequestContext>.isPlainFileName("/a/b.css"))
         #expect(!StaticFilesMiddleware<AppRequestContext>.isPlainFileName("/"))
     }
@@ -284,6 +284,30 @@ struct RouteTests {
             #expect(post.status == .gone)
             #expect(post.text.contains(#"href="/courses/negotiation""#))
         }
+    }
+
+    @Test("A confirmation link of an earlier signup, ended by unsubscribing, gets a 410 page once the address signs up again")
+    func earlierSignupsLinkIs410() async throws {
+        // Given anna's confirmation, left unused when she unsubscribed through that mail's link
+        let world = try await TestWorld.make()
+        let earlier = try await world.pendingSubscriber("anna@example.com")
+        world.clock.advance(by: 60)
+        _ = try world.database.unsubscribe(try world.token("unsubscribe", sentTo: "anna@example.com"), now: world.clock.now)
+        // And a signup of her address by someone else a day later, whose confirmation went out
+        world.clock.advance(by: AppDatabase.confirmationInterval + 1)
+        try world.signUp("anna@example.com")
+        try await world.deliverAll()
+        try await world.application().test(.router) { client async throws in
+            // When the earlier link is opened and its button pressed
+            let page = try await client.get("/confirm/\(earlier.value)")
+            let post = try await client.post("/confirm/\(earlier.value)")
+            // Then both answer 410 with a way to sign up again, and nothing is confirmed
+            #expect(page.status == .gone)
+            #expect(post.status == .gone)
+            #expect(post.text.contains(#"href="/courses/negotiation""#))
+        }
+        #expect(try world.database.status(courseId: 1).pending == 1)
+        #expect(try world.database.status(courseId: 1).confirmed == 0)
     }
 
     // MARK: - Unsubscribe

@@ -127,6 +127,159 @@ struct SignupDatabaseTests {
         #expect(back.status == .confirmed)
     }
 
+    @Test("A confirmation link left unused when the address unsubscribed does not confirm a later signup of it")
+    func earlierSignupsLinkDoesNotConfirmALaterOne() async throws {
+        // Given anna signed up and unsubscribed through her confirmation mail without confirming
+        let world = try await TestWorld.make()
+        let earlier = try await world.pendingSubscriber("anna@example.com")
+        world.clock.advance(by: 60)
+        _ = try world.database.unsubscribe(try world.token("unsubscribe", sentTo: "anna@example.com"), now: world.clock.now)
+        // When someone signs her address up again a day later and its confirmation goes out
+        world.clock.advance(by: AppDatabase.confirmationInterval + 1)
+        let later = try await world.pendingSubscriber("anna@example.com")
+        #expect(later != earlier)
+        // Then the earlier link is expired and confirms nothing; the new signup's own link confirms it
+        let course = try world.course
+        #expect(try world.database.lookUp(earlier, purpose: .confirm, now: world.clock.now) == .expired(course))
+        #expect(try world.database.confirm(earlier, client: ClientContext(ip: "203.0.113.9"), now: world.clock.now) == .expired(course))
+        #expect(try world.database.status(courseId: 1).pending == 1)
+        guard case .valid(let confirmed, _) = try world.database.confirm(later, client: ClientContext(), now: world.clock.now) else {
+            Issue.record("the later signup's own link did not confirm")
+            return
+        }
+        #expect(confirmed.status == .confirmed)
+    }
+
+    // MARK: - Confirmation caps
+
+    @Test("One address gets at most three confirmation mails in 24 hours over all courses; the fourth course's signup waits a day")
+    func confirmationsAcrossCoursesAreCapped() async throws {
+        // Given four courses
+        let world = try await TestWorld.make()
+        var courses = [try world.course.id!]
+        for slug in ["pricing", "sales", "service"] {
+            courses.append(try world.database.addCourse(slug: slug, title: slug).id!)
+        }
+        func signUp(for courseId: Int64) throws -> SignupOutcome {
+            try world.database.subscribe(
+                email: try EmailAddress("anna@example.com"), courseId: courseId, language: .ru, client: ClientContext(),
+                now: world.clock.now)
+        }
+        // When one address signs up for each of them, a few seconds apart
+        let start = world.clock.now
+        var outcomes: [SignupOutcome] = []
+        for courseId in courses {
+            outcomes.append(try signUp(for: courseId))
+            world.clock.advance(by: 5)
+        }
+        try await world.deliverAll()
+        // Then the first three courses' confirmations go out, the fourth's does not
+        #expect(outcomes == [.confirmationQueued, .confirmationQueued, .confirmationQueued, .throttled])
+        #expect(world.transport.messages.count == 3)
+        // And once the first mail is a day old, the fourth course's signup gets its confirmation
+        world.clock.advance(by: start.addingTimeInterval(AppDatabase.confirmationInterval + 1).timeIntervalSince(world.clock.now))
+        #expect(try signUp(for: courses[3]) == .confirmationQueued)
+    }
+
+    @Test("After unconfirmed signups are purged, the cap of three confirmation mails per address and course still holds")
+    func perCourseCapOutlivesThePurge() async throws {
+        // Given an address that got one confirmation and never confirmed, purged after 7 days
+        let world = try await TestWorld.make()
+        #expect(try world.signUp("anna@example.com") == .confirmationQueued)
+        try await world.deliverAll()
+        world.clock.advance(by: AppDatabase.unconfirmedRetention + 60)
+        #expect(try world.database.purgeUnconfirmed(now: world.clock.now).signups == 1)
+        // When it is signed up again, day after day
+        var outcomes: [SignupOutcome] = []
+        for _ in 0..<3 {
+            outcomes.append(try world.signUp("ANNA@example.com"))
+            try await world.deliverAll()
+            world.clock.advance(by: AppDatabase.confirmationInterval + 1)
+        }
+        // Then it gets the two confirmations left of its three, not three more
+        #expect(outcomes == [.confirmationQueued, .confirmationQueued, .throttled])
+        #expect(world.transport.messages.count == 3)
+        // And after the next purge too
+        world.clock.advance(by: AppDatabase.unconfirmedRetention)
+        #expect(try world.database.purgeUnconfirmed(now: world.clock.now).signups == 1)
+        #expect(try world.signUp("anna@example.com") == .throttled)
+    }
+
+    @Test("A purged signup leaves only a keyed hash of its address, its course and a count, kept for a year after its last mail")
+    func purgeKeepsOnlyAKeyedCountForAYear() async throws {
+        // Given an address that got its three confirmations and never confirmed
+        let world = try await TestWorld.make()
+        for _ in 0..<3 {
+            try world.signUp("anna@example.com")
+            try await world.deliverAll()
+            world.clock.advance(by: AppDatabase.confirmationInterval + 1)
+        }
+        // When its signup is purged
+        world.clock.advance(by: AppDatabase.unconfirmedRetention)
+        #expect(try world.database.purgeUnconfirmed(now: world.clock.now).signups == 1)
+        // Then what is kept is a 32-byte digest that is not the address's plain hash, the course and the count
+        let kept = try world.database.writer.read { db in try Row.fetchAll(db, sql: "SELECT * FROM purged_confirmations") }
+        #expect(kept.count == 1)
+        let digest = try #require(kept.first?["addressDigest"] as Data?)
+        #expect(digest.count == 32)
+        #expect(digest != Token.hash(of: "anna@example.com"))
+        #expect(kept.first?["courseId"] as Int64? == 1)
+        #expect(kept.first?["mails"] as Int? == 3)
+        #expect(!kept.description.contains("anna"))
+        #expect(try world.signUp("anna@example.com") == .throttled)
+        // And a year after its last mail the count is gone, and the address may be mailed again
+        world.clock.advance(by: AppDatabase.purgedConfirmationsRetention)
+        try world.database.purgeUnconfirmed(now: world.clock.now)
+        #expect(try await world.database.writer.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM purged_confirmations") } == 0)
+        #expect(try world.signUp("anna@example.com") == .confirmationQueued)
+    }
+
+    @Test("Once an address confirms, its purged signups' mails no longer count against it")
+    func confirmingEndsThePurgedCount() async throws {
+        // Given an address purged after two unanswered confirmations
+        let world = try await TestWorld.make()
+        for _ in 0..<2 {
+            try world.signUp("anna@example.com")
+            try await world.deliverAll()
+            world.clock.advance(by: AppDatabase.confirmationInterval + 1)
+        }
+        world.clock.advance(by: AppDatabase.unconfirmedRetention)
+        #expect(try world.database.purgeUnconfirmed(now: world.clock.now).signups == 1)
+        // And that signs up again and confirms with its third, then unsubscribes
+        let token = try await world.pendingSubscriber("anna@example.com")
+        _ = try world.database.confirm(token, client: ClientContext(), now: world.clock.now)
+        world.clock.advance(by: 60)
+        _ = try world.database.unsubscribe(try world.token("unsubscribe", sentTo: "anna@example.com"), now: world.clock.now)
+        // When it signs up again, day after day
+        var outcomes: [SignupOutcome] = []
+        for _ in 0..<4 {
+            world.clock.advance(by: AppDatabase.confirmationInterval + 1)
+            outcomes.append(try world.signUp("anna@example.com"))
+        }
+        // Then it gets three confirmations since it confirmed, as any address does
+        #expect(outcomes == [.confirmationQueued, .confirmationQueued, .confirmationQueued, .throttled])
+    }
+
+    @Test("Forgetting an address erases the counts kept of its purged signups")
+    func forgetErasesPurgedCounts() async throws {
+        // Given an address purged after its three unanswered confirmations, and another one
+        let world = try await TestWorld.make()
+        for _ in 0..<3 {
+            try world.signUp("anna@example.com")
+            try world.signUp("boris@example.com")
+            try await world.deliverAll()
+            world.clock.advance(by: AppDatabase.confirmationInterval + 1)
+        }
+        world.clock.advance(by: AppDatabase.unconfirmedRetention)
+        #expect(try world.database.purgeUnconfirmed(now: world.clock.now).signups == 2)
+        // When the address is forgotten
+        #expect(try world.database.forget(email: " Anna@Example.com") == 1)
+        // Then its count is gone, the other's stays, and it may sign up as a new address
+        #expect(try await world.database.writer.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM purged_confirmations") } == 1)
+        #expect(try world.signUp("anna@example.com") == .confirmationQueued)
+        #expect(try world.signUp("boris@example.com") == .throttled)
+    }
+
     @Test("A signup runs the same statements whatever the address's state: new, pending, throttled, confirmed, unsubscribed, bounced")
     func signupDoesTheSameWorkInEveryState() async throws {
         let statements = Mutex<[String]>([])

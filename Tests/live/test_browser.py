@@ -3,7 +3,8 @@
 - A person fills in the course page's form (taking the seconds a person takes), lands on the
   "check your inbox" page, opens the confirmation link from the mail and confirms with its button.
 - A scanner (a headless browser that runs scripts) opening the link right after delivery
-  confirms nothing.
+  confirms nothing; nor does one that hides its automation and moves the pointer over the page
+  long after the mail went out: only the button's press confirms.
 - With JavaScript off, the confirmation page waits for the button, and the button confirms.
 - The honeypot field is out of a person's sight and reach.
 """
@@ -11,12 +12,14 @@
 import email
 import email.policy
 import re
+import sqlite3
 import subprocess
 import time
 
 import pytest
 from selenium import webdriver
 from selenium.common.exceptions import WebDriverException
+from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
@@ -28,10 +31,14 @@ from conftest import Server, waitlist_binary
 CHROMEDRIVER = "/usr/bin/chromedriver"
 
 
-def make_browser(javascript: bool = True) -> webdriver.Chrome:
+def make_browser(javascript: bool = True, hide_automation: bool = False) -> webdriver.Chrome:
     options = Options()
     for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
         options.add_argument(argument)
+    if hide_automation:
+        # As a scanner that passes for a person does: `navigator.webdriver` is false.
+        options.add_argument("--disable-blink-features=AutomationControlled")
+        options.add_experimental_option("excludeSwitches", ["enable-automation"])
     # A Russian-speaking visitor: the browser asks for Russian pages.
     preferences = {"intl.accept_languages": "ru-RU,ru"}
     if not javascript:
@@ -102,6 +109,47 @@ def test_a_scanner_opening_a_fresh_link_confirms_nothing(start_server, browser):
     finally:
         scanner.quit()
     assert confirmed_count(server) == 0
+
+
+def test_a_scanner_that_hides_its_automation_and_moves_the_pointer_confirms_nothing(start_server, browser):
+    """A scanner that passes for a person (no `navigator.webdriver`, a visible page, pointer moves,
+    touches and keys, both as input events and dispatched by script) opens the link long after the
+    mail went out: the subscriber stays pending. Then the button's press confirms."""
+    server = start_server()
+    sign_up_in_browser(browser, server, "late-scan@example.com")
+    path = confirmation_path(server)
+    # The mail went out ten minutes ago (as the token's record says), long past any first minutes.
+    database = sqlite3.connect(server.directory / "w.sqlite", timeout=10)
+    try:
+        with database:
+            database.execute("UPDATE token SET createdAt = strftime('%Y-%m-%d %H:%M:%f', createdAt, '-600 seconds')")
+    finally:
+        database.close()
+    scanner = make_browser(hide_automation=True)
+    try:
+        scanner.get(base(server) + path)
+        assert scanner.execute_script("return navigator.webdriver") is not True
+        assert scanner.execute_script("return document.visibilityState") == "visible"
+        heading = scanner.find_element(By.TAG_NAME, "h1")
+        ActionChains(scanner).move_to_element(heading).move_by_offset(40, 25).move_by_offset(-60, 10).perform()
+        scanner.execute_script("""
+            for (const name of ["pointermove", "pointerdown", "mousemove", "touchstart", "keydown"]) {
+                const event = name.startsWith("pointer") ? new PointerEvent(name, {bubbles: true})
+                    : name === "keydown" ? new KeyboardEvent(name, {bubbles: true, key: "Tab"})
+                    : new Event(name, {bubbles: true});
+                document.body.dispatchEvent(event);
+                window.dispatchEvent(event);
+            }
+        """)
+        time.sleep(3)
+        assert scanner.find_element(By.TAG_NAME, "h1").text == "Подтвердите подписку"
+        assert confirmed_count(server) == 0
+        # A person's press of the button confirms.
+        scanner.find_element(By.CSS_SELECTOR, "form.token-action button").click()
+        WebDriverWait(scanner, 10).until(expected_conditions.text_to_be_present_in_element((By.TAG_NAME, "h1"), "Подписка подтверждена"))
+        assert confirmed_count(server) == 1
+    finally:
+        scanner.quit()
 
 
 def test_a_person_signs_up_and_confirms_with_one_click(start_server, browser):

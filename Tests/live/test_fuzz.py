@@ -159,7 +159,7 @@ ROUTE_CALLS = [
     ("GET", b"/healthz", b"", None),
     ("GET", b"/metrics", b"", None),
     ("GET", b"/styles.css", b"", None),
-    ("GET", b"/confirm.js", b"", None),
+    ("GET", b"/embed.js", b"", None),
     ("GET", b"/favicon.svg", b"", None),
     ("HEAD", b"/robots.txt", b"", None),
 ]
@@ -233,7 +233,7 @@ PREFIXES = ["/", "/courses/", "/courses/negotiation/", "/confirm/", "/unsubscrib
             "http://evil.example/", "/Public/", "/../", "/%2e%2e/"]
 NASTY_SEGMENTS = ["..", ".", "...", "%2e%2e", "%2E%2E%2F", "..%2f", "..%5c", "..\\", "%00", "%", "%z", "%2", "%zz",
                   "%ff", "%c0%af", "%e0%80%af", "%25", "%2F", "%3F", "%23", ";", ";jsessionid=1", "~", "*", "",
-                  "negotiation", "subscribed", "styles.css", "confirm.js", ".git", ".build", "Package.swift",
+                  "negotiation", "subscribed", "styles.css", "embed.js", ".git", ".build", "Package.swift",
                   "w.sqlite", "waitlist.sqlite", "etc/passwd", "\x00", "\t", "\x7f", "\xff", "\u0000", "\ud7ff"]
 segments = st.one_of(
     st.sampled_from(NASTY_SEGMENTS),

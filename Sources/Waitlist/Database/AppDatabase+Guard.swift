@@ -8,7 +8,7 @@ extension AppDatabase {
     /// (`grdb_migrations`) and Litestream's (`_litestream_*`).
     static let ownTables: Set<String> = [
         "course", "opening", "subscriber", "token", "outbox", "secret", "outbox_sent", "sending_role", "consent_event", "spent_stamp",
-        "opening_queue",
+        "opening_queue", "purged_confirmations",
     ]
 
     /// Looks at an existing file before it is opened for use (and so switched to WAL, and migrated):

@@ -233,6 +233,26 @@ extension AppDatabase {
                     """)
         }
 
+        migrator.registerMigration("v12: confirmation counts kept after a purge") { db in
+            // What the per-course cap of three confirmation mails needs of a signup deleted
+            // unconfirmed (AppDatabase.purgeUnconfirmed): the HMAC of the address's canonical key,
+            // the course, how many confirmation mails went out, and until when the count is kept.
+            // The key is made here, so that every signup finds it (the same statements each time).
+            try db.execute(
+                sql: """
+                    CREATE TABLE purged_confirmations (
+                        addressDigest BLOB NOT NULL CHECK (length(addressDigest) = 32),
+                        courseId INTEGER NOT NULL REFERENCES course(id) ON DELETE CASCADE,
+                        mails INTEGER NOT NULL CHECK (mails > 0),
+                        keptUntil DATETIME NOT NULL,
+                        PRIMARY KEY (addressDigest, courseId)
+                    ) WITHOUT ROWID;
+                    CREATE INDEX purged_confirmations_by_expiry ON purged_confirmations(keptUntil);
+                    CREATE INDEX purged_confirmations_by_course ON purged_confirmations(courseId);
+                    """)
+            _ = try AppDatabase.secret(db, named: AppDatabase.addressDigestSecretName)
+        }
+
         return migrator
     }
 }

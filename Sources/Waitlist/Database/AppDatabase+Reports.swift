@@ -116,9 +116,11 @@ extension AppDatabase {
         }
     }
 
-    /// Erases every row about an address, in every course: the subscriber, its tokens, its mail.
+    /// Erases every row about an address, in every course: the subscriber, its tokens, its mail,
+    /// and the count of confirmation mails kept of a signup purged unconfirmed.
     ///
-    /// - Returns: how many subscriptions were erased.
+    /// - Returns: how many subscriptions were erased (a count kept of a purged signup is what
+    ///   remained of one, and counts as one).
     public func forget(email: String) throws -> Int {
         let key = EmailAddress.key(of: email)
         return try writer.writeWithoutTransaction { db in
@@ -129,6 +131,7 @@ extension AppDatabase {
             var erased = 0
             try db.inTransaction {
                 erased = try Subscriber.filter(Subscriber.Columns.emailKey == key).deleteAll(db)
+                erased += try Self.forgetConfirmationCounts(db, emailKey: key)
                 return .commit
             }
             if erased > 0 { _ = try? db.checkpoint(.truncate) }

@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import GRDB
 
@@ -22,7 +23,8 @@ public enum SignupOutcome: Sendable, Equatable {
     case confirmationQueued
     /// The address is confirmed already; nothing is sent.
     case alreadyConfirmed
-    /// A confirmation went out in the last 24 hours, or three already went unanswered; nothing is sent.
+    /// A confirmation went out in the last 24 hours, three already went unanswered, or three went
+    /// to the address for any courses in the last 24 hours; nothing is sent.
     case throttled
     /// The address bounced; nothing is sent.
     case suppressed
@@ -35,7 +37,8 @@ public enum TokenLookup: Sendable, Equatable {
     /// A confirmation token whose subscriber is confirmed already: the link changes nothing.
     case alreadyDone(Subscriber, Course)
     /// A confirmation token past its 7 days, spent, or of an address that unsubscribed or bounced
-    /// since: only a new signup brings it back.
+    /// since (also when it signed up again: the new signup's own link confirms it, never an
+    /// earlier one): only a new signup brings it back.
     case expired(Course)
     /// Not a token we know (never issued, or erased).
     case unknown
@@ -48,8 +51,10 @@ extension AppDatabase {
     public static let confirmationInterval: TimeInterval = 24 * 3600
     /// ``confirmationInterval`` back from a date, as an SQLite date modifier.
     static let confirmationIntervalModifier = "-\(Int(confirmationInterval)) seconds"
-    /// At most this many confirmation mails to an address that never confirms.
+    /// At most this many confirmation mails to an address that never confirms, per course.
     public static let maximumConfirmations = 3
+    /// At most this many confirmation mails to an address in ``confirmationInterval``, whatever the courses.
+    public static let maximumConfirmationsAcrossCourses = 3
 
     // MARK: - Signup
 
@@ -57,7 +62,9 @@ extension AppDatabase {
     ///
     /// A new address becomes `pending` with one confirmation queued. A pending or unsubscribed
     /// address gets another confirmation only if none went out in the last 24 hours and fewer than
-    /// three went out since it last confirmed. Confirmed and bounced addresses get nothing.
+    /// three went out since it last confirmed (counting those of signups for the course that were
+    /// purged unconfirmed). Confirmed and bounced addresses get nothing. Whatever the course, no
+    /// confirmation goes to an address that got three in the last 24 hours for any courses.
     ///
     /// Whatever the address's state, the transaction runs the same statements, writes and commits
     /// (rows are written, or left as they were, by the same upsert and inserts), so the time a
@@ -80,22 +87,39 @@ extension AppDatabase {
     /// bound through SQLite's interface (``SteppedStatement``).
     struct SignupStatements {
         let known: SteppedStatement
+        let caps: SteppedStatement
         let upsert: SteppedStatement
         let consent: SteppedStatement
         let confirmation: SteppedStatement
+        /// The keyed HMAC of the address digests (``AppDatabase/addressDigest(_:keyed:)``), made once a transaction.
+        let addressHMAC: HMAC<SHA256>
 
         init(_ db: Database) throws {
-            // The address's row, its confirmations since it last confirmed and whether one of them
-            // is younger than the interval ?4 (an SQLite modifier such as `-86400 seconds`) before
-            // ?3, the signup's time (nothing for an address never seen), in one statement.
+            // The address's row, its confirmations since it last confirmed, whether one of them is
+            // younger than the interval ?4 (an SQLite modifier such as `-86400 seconds`) before ?3,
+            // the signup's time, and whether it never confirmed (nothing for an address never
+            // seen), in one statement.
             known = try SteppedStatement(
                 db,
                 sql: """
-                    SELECT s.status, count(o.id), max(o.createdAt) > strftime('%Y-%m-%d %H:%M:%f', ?3, ?4) FROM subscriber s
+                    SELECT s.status, count(o.id), max(o.createdAt) > strftime('%Y-%m-%d %H:%M:%f', ?3, ?4), s.confirmedAt IS NULL
+                    FROM subscriber s
                     LEFT JOIN outbox o ON o.subscriberId = s.id AND o.kind = 'confirmation' AND o.state != 'cancelled'
                         AND (s.confirmedAt IS NULL OR o.createdAt > s.confirmedAt)
                     WHERE s.courseId = ?1 AND s.emailKey = ?2
                     GROUP BY s.id
+                    """)
+            // The confirmations to address key ?2 for any courses in the interval ?4 before ?3, and
+            // those of its signups for course ?1 purged unconfirmed, by its digest ?5 (both through
+            // an index: the address's few rows, and one primary key).
+            caps = try SteppedStatement(
+                db,
+                sql: """
+                    SELECT
+                        (SELECT count(*) FROM subscriber s JOIN outbox o ON o.subscriberId = s.id
+                            WHERE s.emailKey = ?2 AND o.kind = 'confirmation' AND o.state != 'cancelled'
+                            AND o.createdAt > strftime('%Y-%m-%d %H:%M:%f', ?3, ?4)),
+                        (SELECT mails FROM purged_confirmations WHERE addressDigest = ?5 AND courseId = ?1 AND keptUntil > ?3)
                     """)
             // ?1 course, ?2 email, ?3 key, ?4 language, ?5 now, ?6 source, ?7 ip, ?8 user agent,
             // ?9 whether a confirmation is queued.
@@ -126,6 +150,7 @@ extension AppDatabase {
                     INSERT INTO outbox (kind, subscriberId, openingId, state, attempts, nextAttemptAt, createdAt)
                     SELECT 'confirmation', ?1, NULL, 'queued', 0, ?2, ?2 WHERE ?3
                     """)
+            addressHMAC = try AppDatabase.addressHMAC(db)
         }
     }
 
@@ -136,6 +161,17 @@ extension AppDatabase {
         now: Date
     ) throws -> SignupOutcome {
         let now = StoredDate.text(now)
+        let caps = statements.caps
+        defer { caps.reset() }
+        caps.bind(courseId, at: 1)
+        caps.bind(email.key, at: 2)
+        caps.bind(now, at: 3)
+        caps.bind(Self.confirmationIntervalModifier, at: 4)
+        caps.bind(Self.addressDigest(email.key, keyed: statements.addressHMAC), at: 5)
+        guard try caps.step(db) else { throw DatabaseError(resultCode: .SQLITE_INTERNAL, message: "the signup's caps returned no row") }
+        let recentAcrossCourses = caps.int64(at: 0)
+        let purgedInCourse = caps.int64(at: 1)
+
         let known = statements.known
         defer { known.reset() }
         known.bind(courseId, at: 1)
@@ -148,11 +184,16 @@ extension AppDatabase {
             case .confirmed: outcome = .alreadyConfirmed
             case .bounced: outcome = .suppressed
             case .pending, .unsubscribed, nil:
-                let throttled = known.int64(at: 1) >= Self.maximumConfirmations || known.int64(at: 2) != 0
+                // Signups purged unconfirmed count until the address confirms.
+                let sinceConfirmed = known.int64(at: 1) + (known.int64(at: 3) != 0 ? purgedInCourse : 0)
+                let throttled =
+                    sinceConfirmed >= Self.maximumConfirmations || known.int64(at: 2) != 0
+                    || recentAcrossCourses >= Self.maximumConfirmationsAcrossCourses
                 outcome = throttled ? .throttled : .confirmationQueued
             }
         } else {
-            outcome = .confirmationQueued
+            let throttled = purgedInCourse >= Self.maximumConfirmations || recentAcrossCourses >= Self.maximumConfirmationsAcrossCourses
+            outcome = throttled ? .throttled : .confirmationQueued
         }
         let queues = outcome == .confirmationQueued
 
@@ -192,13 +233,6 @@ extension AppDatabase {
 
     // MARK: - Tokens
 
-    /// When the mail with this confirmation token was sent: its token is made and stored as it goes out.
-    public func confirmationMailedAt(_ token: Token) throws -> Date? {
-        try writer.read { db in
-            try Date.fetchOne(db, sql: "SELECT createdAt FROM token WHERE hash = ? AND purpose = 'confirm'", arguments: [token.hash])
-        }
-    }
-
     /// Stores the hash of a confirmation mail's token, valid for ``confirmationLifetime`` from `now`.
     static func storeConfirmToken(_ db: Database, _ token: Token, subscriberId: Int64, now: Date, nowValue: DatabaseValue) throws {
         try db.cachedStatement(sql: "INSERT INTO token (subscriberId, purpose, hash, createdAt, expiresAt) VALUES (?, 'confirm', ?, ?, ?)")
@@ -211,13 +245,13 @@ extension AppDatabase {
     }
 
     static func lookUp(_ db: Database, token: Token, purpose: TokenPurpose, now: Date) throws -> TokenLookup {
-        let owner: (subscriberId: Int64, expiresAt: Date?, spent: Bool)
+        let owner: (subscriberId: Int64, issuedAt: Date?, expiresAt: Date?, spent: Bool)
         if purpose == .unsubscribe, let subscriberId = try keyedUnsubscribeOwner(db, token: token) {
-            owner = (subscriberId, nil, false)
+            owner = (subscriberId, nil, nil, false)
         } else if let record = try TokenRecord.filter(TokenRecord.Columns.hash == token.hash && TokenRecord.Columns.purpose == purpose)
             .fetchOne(db)
         {
-            owner = (record.subscriberId, record.expiresAt, record.usedAt != nil)
+            owner = (record.subscriberId, record.createdAt, record.expiresAt, record.usedAt != nil)
         } else {
             return .unknown
         }
@@ -230,7 +264,15 @@ extension AppDatabase {
         switch subscriber.status {
         case .confirmed: return .alreadyDone(subscriber, course)
         case .unsubscribed, .bounced: return .expired(course)
-        case .pending: return owner.spent ? .expired(course) : .valid(subscriber, course)
+        case .pending:
+            // A link mailed before the address last unsubscribed or bounced belongs to a signup that
+            // ended then; the address is pending again because someone signed it up anew, and only
+            // that signup's own mail may confirm it.
+            let endedCycle = [subscriber.unsubscribedAt, subscriber.bouncedAt].contains { ended in
+                guard let ended, let issued = owner.issuedAt else { return false }
+                return issued < ended
+            }
+            return owner.spent || endedCycle ? .expired(course) : .valid(subscriber, course)
         }
     }
 

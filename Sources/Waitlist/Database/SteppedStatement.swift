@@ -39,6 +39,13 @@ struct SteppedStatement {
         }
     }
 
+    /// Binds the bytes as a blob (SQLite copies them).
+    func bind(_ bytes: [UInt8], at index: Int32) {
+        bytes.withUnsafeBytes { buffer in
+            _ = sqlite3_bind_blob(handle, index, buffer.baseAddress, Int32(buffer.count), Self.transient)
+        }
+    }
+
     /// Runs the statement to its first row: `true` with the row's columns to read, `false` when it
     /// is done.
     ///

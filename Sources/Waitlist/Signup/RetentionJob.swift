@@ -3,7 +3,8 @@ import Logging
 import ServiceLifecycle
 
 /// Runs inside `serve`: at start and every hour, deletes unconfirmed signups older than 7 days and
-/// expired confirmation tokens (``AppDatabase/purgeUnconfirmed(now:)``).
+/// expired confirmation tokens, keeping only the counts the confirmation caps need
+/// (``AppDatabase/purgeUnconfirmed(now:)``).
 public struct RetentionJob: Service {
     let database: AppDatabase
     let interval: Duration

@@ -2,16 +2,14 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 
-/// The pages behind the links in mails. A GET only shows a page with a button: mail scanners fetch
-/// links, so nothing changes until the POST.
+/// The pages behind the links in mails. A GET only shows a page with a button, and nothing changes
+/// until the button's POST: mail scanners fetch links, and some run the page's scripts and move a
+/// pointer, so the page has no script that could submit on anyone's behalf.
 struct TokenPagesController: Sendable {
     let database: AppDatabase
     let pages: Pages
     let clientAddresses: ClientAddressResolver
     let now: @Sendable () -> Date
-
-    /// For this long after a confirmation mail went out, its page does not submit itself.
-    static let scannerWindow: TimeInterval = 3 * 60
 
     func addRoutes(to router: Router<AppRequestContext>) {
         router.get("/confirm/:token", use: showConfirm)
@@ -30,14 +28,11 @@ struct TokenPagesController: Sendable {
         case .alreadyDone(let subscriber, let course): return alreadyConfirmed(subscriber, course)
         case .valid(let subscriber, let course):
             let words = PageWords.of(subscriber.language)
-            // Right after the mail went out, whoever opens the link is most likely a mail scanner: the button only.
-            let mailedAt = try await database.perform { try $0.confirmationMailedAt(token) }
-            let autoSubmit = mailedAt.map { now.timeIntervalSince($0) >= Self.scannerWindow } ?? true
             return pages.page(
                 "token-action", language: subscriber.language, title: words.confirmTitle,
                 context: [
                     "heading": words.confirmTitle, "text": words.confirmText, "courseTitle": course.title(in: subscriber.language),
-                    "action": "/confirm/\(token.value)", "button": words.confirmButton, "autoSubmit": autoSubmit,
+                    "action": "/confirm/\(token.value)", "button": words.confirmButton,
                 ])
         case .expired(let course): return expiredLink(course, language)
         case .unknown: return unknownLink(language)
