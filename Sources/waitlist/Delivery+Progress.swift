@@ -1,6 +1,6 @@
 import Dispatch
 import Foundation
-import Synchronization
+import NIOConcurrencyHelpers
 import Waitlist
 
 /// Shows a delivery's progress: a redrawn bar on a terminal, a plain line every few seconds otherwise.
@@ -18,12 +18,12 @@ final class ProgressDisplay: Sendable {
     let total: Int
     let started = Date()
     let onTerminal: Bool
-    private let counts: Mutex<Counts>
+    private let counts: NIOLockedValueBox<Counts>
 
     init(total: Int, onTerminal: Bool) {
         self.total = max(total, 0)
         self.onTerminal = onTerminal
-        self.counts = Mutex(Counts(lastDraw: started))
+        self.counts = NIOLockedValueBox(Counts(lastDraw: started))
     }
 
     /// Records one delivery's outcome, or what is left while another process sends (called from
@@ -31,7 +31,7 @@ final class ProgressDisplay: Sendable {
     ///
     /// Drawing happens under the lock, so lines from different threads never interleave.
     func record(_ progress: OutboxSender.Progress) {
-        let firstWait = counts.withLock { counts in
+        let firstWait = counts.withLockedValue { counts in
             switch progress {
             case .delivered(.sent): counts.sent += 1
             case .delivered(.retryLater): counts.retry += 1
@@ -54,14 +54,14 @@ final class ProgressDisplay: Sendable {
 
     /// Writes a line of its own; on a terminal the bar is drawn again below it at the next redraw.
     func note(_ text: String) {
-        counts.withLock { _ in
+        counts.withLockedValue { _ in
             FileHandle.standardError.write(Data(((onTerminal ? "\r\u{1B}[K" : "") + text + "\n").utf8))
         }
     }
 
     /// Draws the final state and ends the line.
     func finish() {
-        counts.withLock { counts in
+        counts.withLockedValue { counts in
             draw(render(counts, now: Date()))
             if onTerminal { FileHandle.standardError.write(Data("\n".utf8)) }
         }
@@ -107,9 +107,9 @@ func deliverQueued(_ runtime: Runtime) async throws {
     let display = ProgressDisplay(total: total, onTerminal: isTerminal(STDERR_FILENO))
     signal(SIGINT, SIG_IGN)
     let interrupt = DispatchSource.makeSignalSource(signal: SIGINT, queue: .global())
-    let interrupted = Mutex(false)
+    let interrupted = NIOLockedValueBox(false)
     interrupt.setEventHandler {
-        let first = interrupted.withLock { wasInterrupted in
+        let first = interrupted.withLockedValue { wasInterrupted in
             defer { wasInterrupted = true }
             return !wasInterrupted
         }
@@ -128,7 +128,7 @@ func deliverQueued(_ runtime: Runtime) async throws {
     if summary.failed > 0 { report += ", \(summary.failed) refused for good by the relay" }
     print(report + " (\(runtime.transportDescription)).")
     if summary.waitedForAnotherSender { print("Another waitlist process sent part of the mail meanwhile.") }
-    if interrupted.withLock({ $0 }) {
+    if interrupted.withLockedValue({ $0 }) {
         printError("Stopped after the messages in flight; \(summary.leftQueued) still queued. Run `waitlist send` to finish.")
         throw ExitStatus.tryLater
     }

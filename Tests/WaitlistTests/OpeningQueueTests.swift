@@ -1,6 +1,6 @@
 import Foundation
 import GRDB
-import Synchronization
+import NIOConcurrencyHelpers
 import Testing
 
 @testable import Waitlist
@@ -90,9 +90,9 @@ struct OpeningQueueTests {
         let database = try AppDatabase.open(path: cli.databasePath)
         // A clock read at the start and the end of each chunk: the first (8 rows) takes four times
         // the target, the second a tenth of it.
-        let readings = Mutex([0, 0.04, 1, 1.001, 2, 2.01])
+        let readings = NIOLockedValueBox([0, 0.04, 1, 1.001, 2, 2.01])
         let clock: @Sendable () -> TimeInterval = {
-            readings.withLock { $0.count > 1 ? $0.removeFirst() : ($0.first ?? 0) + 1 }
+            readings.withLockedValue { $0.count > 1 ? $0.removeFirst() : ($0.first ?? 0) + 1 }
         }
         let chunks = QueuingChunks.timed(target: 0.01, first: 8, bounds: 1...100, clock: clock)
 

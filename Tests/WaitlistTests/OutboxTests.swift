@@ -1,6 +1,6 @@
 import Foundation
 import GRDB
-import Synchronization
+import NIOConcurrencyHelpers
 import Testing
 
 @testable import Waitlist
@@ -506,7 +506,7 @@ private final class HookedTransport: MailTransport, Sendable {
         case heldBack(String)
     }
 
-    private let state = Mutex<(events: [Event], heldBack: Int)>(([], 0))
+    private let state = NIOLockedValueBox<(events: [Event], heldBack: Int)>(([], 0))
     /// Called once, the first time a message is held back.
     private let onFirstHoldBack: @Sendable () -> Void
 
@@ -514,18 +514,18 @@ private final class HookedTransport: MailTransport, Sendable {
         self.onFirstHoldBack = onFirstHoldBack
     }
 
-    var events: [Event] { state.withLock { $0.events } }
+    var events: [Event] { state.withLockedValue { $0.events } }
 
     func makeSession() throws(DeliveryError) -> any MailSession {
         HookedSession(transport: self)
     }
 
     fileprivate func delivered(_ recipient: String) {
-        state.withLock { $0.events.append(.delivered(recipient)) }
+        state.withLockedValue { $0.events.append(.delivered(recipient)) }
     }
 
     fileprivate func heldBack(_ recipient: String) {
-        let isFirst = state.withLock { state in
+        let isFirst = state.withLockedValue { state in
             state.events.append(.heldBack(recipient))
             state.heldBack += 1
             return state.heldBack == 1

@@ -1,5 +1,5 @@
 import Foundation
-import Synchronization
+import NIOConcurrencyHelpers
 import Testing
 
 @testable import Waitlist
@@ -220,14 +220,14 @@ import Testing
         defer { session.close() }
         // One line, or a message many times the part sent after the hook.
         let message = Array(("Subject: hook\r\n\r\n" + String(repeating: "line\r\n", count: lines)).utf8)
-        let receivedAtHook = Mutex<[Int]>([])
+        let receivedAtHook = NIOLockedValueBox<[Int]>([])
 
         try session.send(OutgoingMail(bytes: message, sender: "waitlist@example.org", recipient: "anna@example.com")) {
-            receivedAtHook.withLock { $0.append(server.receivedCount()) }
+            receivedAtHook.withLockedValue { $0.append(server.receivedCount()) }
             return true
         }
 
-        #expect(receivedAtHook.withLock { $0 } == [0])
+        #expect(receivedAtHook.withLockedValue { $0 } == [0])
         #expect(try server.receivedMessages().map(\.data) == [message])
     }
 
@@ -250,17 +250,17 @@ import Testing
         defer { server.stop() }
         let session = try SMTPSession(configuration: try SMTPConfiguration(url: server.url), ehloName: "waitlist.test")
         defer { session.close() }
-        let calls = Mutex(0)
+        let calls = NIOLockedValueBox(0)
 
         #expect(throws: DeliveryError.self) {
             try session.send(
                 OutgoingMail(bytes: Array("Subject: x\r\n\r\nx\r\n".utf8), sender: "waitlist@example.org", recipient: "reject@example.com")
             ) {
-                calls.withLock { $0 += 1 }
+                calls.withLockedValue { $0 += 1 }
                 return true
             }
         }
-        #expect(calls.withLock { $0 } == 0)
+        #expect(calls.withLockedValue { $0 } == 0)
     }
 
     @Test func refusesAnAddressThatWouldChangeTheSMTPCommand() async throws {

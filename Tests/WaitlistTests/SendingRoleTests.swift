@@ -1,6 +1,6 @@
 import Foundation
 import GRDB
-import Synchronization
+import NIOConcurrencyHelpers
 import Testing
 
 @testable import Waitlist
@@ -118,9 +118,9 @@ struct SendingRoleTests {
 /// A relay in memory that takes messages as the SMTP session does: it calls the hook at the point
 /// of no return, and only then has the message.
 private final class ScriptedRelay: MailTransport, Sendable {
-    private let received = Mutex<[String]>([])
+    private let received = NIOLockedValueBox<[String]>([])
 
-    var recipients: [String] { received.withLock { $0 } }
+    var recipients: [String] { received.withLockedValue { $0 } }
 
     func makeSession() throws(DeliveryError) -> any MailSession { Session(relay: self) }
 
@@ -130,7 +130,7 @@ private final class ScriptedRelay: MailTransport, Sendable {
 
         func send(_ mail: OutgoingMail, beforeEnd: () -> Bool) throws(DeliveryError) {
             guard beforeEnd() else { throw .transient("abandoned before the end") }
-            relay.received.withLock { $0.append(mail.recipient) }
+            relay.received.withLockedValue { $0.append(mail.recipient) }
         }
 
         func close() {}
@@ -140,7 +140,7 @@ private final class ScriptedRelay: MailTransport, Sendable {
 /// Freezes the sender that passes a given step, until ``thaw()``.
 private final class Freezer: Sendable {
     private let target: OutboxSender.Step
-    private let state = Mutex((frozen: false, thawed: false))
+    private let state = NIOLockedValueBox((frozen: false, thawed: false))
 
     init(at target: OutboxSender.Step) {
         self.target = target
@@ -149,24 +149,24 @@ private final class Freezer: Sendable {
     /// The probe: blocks the calling thread at the target step (and, once frozen, at every step:
     /// a frozen process does nothing) until thawed.
     func pass(_ step: OutboxSender.Step) {
-        let stops = state.withLock { state in
+        let stops = state.withLockedValue { state in
             if state.thawed { return false }
             if step == target { state.frozen = true }
             return state.frozen
         }
         guard stops else { return }
-        while !state.withLock({ $0.thawed }) { usleep(1000) }
+        while !state.withLockedValue({ $0.thawed }) { usleep(1000) }
     }
 
     func waitUntilFrozen() async -> Bool {
         for _ in 0..<2000 {
-            if state.withLock({ $0.frozen }) { return true }
+            if state.withLockedValue({ $0.frozen }) { return true }
             try? await Task.sleep(for: .milliseconds(5))
         }
         return false
     }
 
     func thaw() {
-        state.withLock { $0.thawed = true }
+        state.withLockedValue { $0.thawed = true }
     }
 }

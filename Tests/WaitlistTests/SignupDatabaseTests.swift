@@ -1,5 +1,5 @@
 import Foundation
-import Synchronization
+import NIOConcurrencyHelpers
 import GRDB
 import Testing
 
@@ -282,21 +282,21 @@ struct SignupDatabaseTests {
 
     @Test("A signup runs the same statements whatever the address's state: new, pending, throttled, confirmed, unsubscribed, bounced")
     func signupDoesTheSameWorkInEveryState() async throws {
-        let statements = Mutex<[String]>([])
+        let statements = NIOLockedValueBox<[String]>([])
         var configuration = Configuration()
         configuration.foreignKeysEnabled = true
         configuration.prepareDatabase { db in
             db.trace(options: .statement) { event in
-                if case .statement(let statement) = event { statements.withLock { $0.append(statement.sql) } }
+                if case .statement(let statement) = event { statements.withLockedValue { $0.append(statement.sql) } }
             }
         }
         let database = try AppDatabase(DatabaseQueue(configuration: configuration))
         let clock = TestClock()
         func signUp(_ address: String) throws -> (SignupOutcome, [String]) {
-            statements.withLock { $0 = [] }
+            statements.withLockedValue { $0 = [] }
             let outcome = try database.subscribe(
                 email: try EmailAddress(address), courseId: 1, language: .ru, client: ClientContext(ip: "192.0.2.1"), now: clock.now)
-            return (outcome, statements.withLock { $0 })
+            return (outcome, statements.withLockedValue { $0 })
         }
         func setStatus(_ status: String, of address: String) async throws {
             try await database.writer.write { db in

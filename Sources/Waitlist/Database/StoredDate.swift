@@ -1,6 +1,6 @@
 import Foundation
 import GRDB
-import Synchronization
+import NIOConcurrencyHelpers
 
 /// Dates as the database stores them, `yyyy-MM-dd HH:mm:ss.SSS` in UTC (GRDB's format), without a
 /// `DateFormatter` call for each one.
@@ -12,7 +12,7 @@ import Synchronization
 /// compare as before.
 enum StoredDate {
     /// The text of the last whole second asked for, by its seconds since 1970.
-    private static let lastSecond = Mutex<(second: Double, text: String)?>(nil)
+    private static let lastSecond = NIOLockedValueBox<(second: Double, text: String)?>(nil)
 
     static func value(_ date: Date) -> DatabaseValue { text(date).databaseValue }
 
@@ -23,14 +23,14 @@ enum StoredDate {
         let second = (milliseconds / 1000).rounded(.down)
         let millisecond = Int(milliseconds - second * 1000)
         let prefix: String
-        if let last = lastSecond.withLock({ $0 }), last.second == second {
+        if let last = lastSecond.withLockedValue({ $0 }), last.second == second {
             prefix = last.text
         } else {
             let time = UTCTime(Date(timeIntervalSince1970: second))
             prefix =
                 "\(time.padded(\.year, 4))-\(time.padded(\.month, 2))-\(time.padded(\.day, 2)) "
                 + "\(time.padded(\.hour, 2)):\(time.padded(\.minute, 2)):\(time.padded(\.second, 2))"
-            lastSecond.withLock { $0 = (second, prefix) }
+            lastSecond.withLockedValue { $0 = (second, prefix) }
         }
         let digits = String(millisecond)
         return prefix + "." + String(repeating: "0", count: 3 - digits.count) + digits

@@ -3,7 +3,7 @@ import GRDB
 import Logging
 import NIOPosix
 import ServiceLifecycle
-import Synchronization
+import NIOConcurrencyHelpers
 
 /// Runs inside `serve`: copies the write-ahead log back into the database file from a connection
 /// of its own, so that no commit of the server's writer does that work.
@@ -37,7 +37,7 @@ public final class WALCheckpointer: Service, Sendable {
     let restartFrames: Int
     private let connection: DatabaseQueue
     /// How many `RESTART`s in a row gave up, and when the next may be tried.
-    private let restarts = Mutex<(failures: Int, next: ContinuousClock.Instant)>((0, .now))
+    private let restarts = NIOLockedValueBox<(failures: Int, next: ContinuousClock.Instant)>((0, .now))
 
     /// How long a `RESTART` checkpoint, on the server's writer, may wait for another process's
     /// write lock, and then for the log's readers while it holds writers off.
@@ -79,17 +79,17 @@ public final class WALCheckpointer: Service, Sendable {
         } catch let error as DatabaseError where error.resultCode == .SQLITE_BUSY {
             return nil
         }
-        guard passive.walFrameCount >= restartFrames, restarts.withLock({ $0.next <= .now })
+        guard passive.walFrameCount >= restartFrames, restarts.withLockedValue({ $0.next <= .now })
         else { return (passive.walFrameCount, passive.checkpointedFrameCount, false) }
         do {
             let counts = try database.writer.writeWithoutTransaction { db in
                 guard let busyWait = database.busyWait else { return try db.checkpoint(.restart) }
                 return try busyWait.shortened(to: Self.longestRestartWait) { try db.checkpoint(.restart) }
             }
-            restarts.withLock { $0.failures = 0 }
+            restarts.withLockedValue { $0.failures = 0 }
             return (counts.walFrameCount, counts.checkpointedFrameCount, true)
         } catch let error as DatabaseError where error.resultCode == .SQLITE_BUSY {
-            restarts.withLock { restarts in
+            restarts.withLockedValue { restarts in
                 restarts.failures += 1
                 let pause = Duration.seconds(1 << min(restarts.failures - 1, 5))
                 restarts.next = .now + min(pause, Self.longestBackoff)

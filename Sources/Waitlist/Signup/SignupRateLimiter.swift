@@ -1,5 +1,5 @@
 import Foundation
-import Synchronization
+import NIOConcurrencyHelpers
 
 #if canImport(Glibc)
     import Glibc
@@ -27,7 +27,7 @@ public final class SignupRateLimiter: Sendable {
     public let rate: Rate
     /// The most clients remembered at once.
     public let capacity: Int
-    private let buckets = Mutex<[String: Bucket]>([:])
+    private let buckets = NIOLockedValueBox<[String: Bucket]>([:])
 
     public init(rate: Rate, capacity: Int = 100_000) {
         self.rate = rate
@@ -35,7 +35,7 @@ public final class SignupRateLimiter: Sendable {
     }
 
     /// How many clients are remembered now (for tests and metrics).
-    public var trackedClients: Int { buckets.withLock { $0.count } }
+    public var trackedClients: Int { buckets.withLockedValue { $0.count } }
 
     /// Takes one attempt from `client`'s bucket, if there is one left. IPv6 clients share a bucket
     /// per /64 (``key(for:)``), the block one household or server is handed.
@@ -43,7 +43,7 @@ public final class SignupRateLimiter: Sendable {
         let client = Self.key(for: client)
         let size = Double(rate.count)
         let refillPerSecond = rate.perSecond
-        return buckets.withLock { buckets in
+        return buckets.withLockedValue { buckets in
             var bucket = buckets[client] ?? Bucket(tokens: size, updated: now)
             let elapsed = max(0, now.timeIntervalSince(bucket.updated))
             bucket.tokens = min(size, bucket.tokens + elapsed * refillPerSecond)

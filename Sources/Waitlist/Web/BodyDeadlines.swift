@@ -1,4 +1,4 @@
-import Synchronization
+import NIOConcurrencyHelpers
 
 /// One clock for every request body being read: ``wait(until:)`` returns once its deadline has
 /// passed, found by a sweep a few times a second, or at once when its task is cancelled.
@@ -21,27 +21,27 @@ final class BodyDeadlines: Sendable {
 
     /// How often the deadlines are looked at: a wait ends up to this long after its deadline.
     let tick: Duration
-    private let state = Mutex(State())
+    private let state = NIOLockedValueBox(State())
 
     init(tick: Duration = .milliseconds(250)) {
         self.tick = tick
     }
 
     /// How many waits are pending.
-    var pending: Int { state.withLock { $0.waiters.count } }
+    var pending: Int { state.withLockedValue { $0.waiters.count } }
 
     /// Whether a sweep is scheduled (none once no wait is pending).
-    var isSweeping: Bool { state.withLock { $0.isSweeping } }
+    var isSweeping: Bool { state.withLockedValue { $0.isSweeping } }
 
     /// Returns once `deadline` has passed, or as soon as the calling task is cancelled.
     func wait(until deadline: ContinuousClock.Instant) async {
-        let id = state.withLock { state in
+        let id = state.withLockedValue { state in
             state.nextID += 1
             return state.nextID
         }
         await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-                let startsSweep = state.withLock { state -> Bool? in
+                let startsSweep = state.withLockedValue { state -> Bool? in
                     // A cancellation before this point found nothing to resume: it is seen here.
                     guard !Task.isCancelled else { return nil }
                     state.waiters[id] = Waiter(deadline: deadline, continuation: continuation)
@@ -56,7 +56,7 @@ final class BodyDeadlines: Sendable {
                 }
             }
         } onCancel: {
-            state.withLock { $0.waiters.removeValue(forKey: id) }?.continuation.resume()
+            state.withLockedValue { $0.waiters.removeValue(forKey: id) }?.continuation.resume()
         }
     }
 
@@ -65,7 +65,7 @@ final class BodyDeadlines: Sendable {
         while true {
             try? await Task.sleep(for: tick)
             let now = ContinuousClock.now
-            let (expired, isDone) = state.withLock { state -> ([Waiter], Bool) in
+            let (expired, isDone) = state.withLockedValue { state -> ([Waiter], Bool) in
                 let expired = state.waiters.filter { $0.value.deadline <= now }
                 for id in expired.keys { state.waiters.removeValue(forKey: id) }
                 // The next wait starts a sweep of its own.

@@ -4,7 +4,7 @@ import Hummingbird
 import Logging
 import Metrics
 import NIOCore
-import Synchronization
+import NIOConcurrencyHelpers
 
 /// Signups from the HTML form and the JSON API. Every accepted signup gets the same answer,
 /// whether the address is new, pending, confirmed, unsubscribed or bounced, and whether the form
@@ -312,14 +312,14 @@ struct FormFields {
 /// metrics registry, which costs more than counting).
 final class CountersByCourse: Sendable {
     private let label: String
-    private let counters = Mutex<[String: Counter]>([:])
+    private let counters = NIOLockedValueBox<[String: Counter]>([:])
 
     init(label: String) {
         self.label = label
     }
 
     func increment(course: String) {
-        let counter = counters.withLock { counters in
+        let counter = counters.withLockedValue { counters in
             if let counter = counters[course] { return counter }
             let counter = Counter(label: label, dimensions: [("course", course)])
             counters[course] = counter

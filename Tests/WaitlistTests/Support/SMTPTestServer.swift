@@ -1,6 +1,6 @@
 import Foundation
 import Glibc
-import Synchronization
+import NIOConcurrencyHelpers
 import Testing
 
 /// A running `Tests/support/smtp_server.py` (aiosmtpd) on a free port, for live SMTP tests.
@@ -323,11 +323,11 @@ final class SMTPTestServer {
 
 /// Tells the first of several threads that it came first.
 private final class FirstComer: Sendable {
-    private let anyoneArrived = Mutex(false)
+    private let anyoneArrived = NIOLockedValueBox(false)
 
     /// `true` for the first caller only.
     func arrive() -> Bool {
-        anyoneArrived.withLock { arrived in
+        anyoneArrived.withLockedValue { arrived in
             defer { arrived = true }
             return !arrived
         }

@@ -1,22 +1,22 @@
 import Foundation
 import Glibc
-import Synchronization
+import NIOConcurrencyHelpers
 import Testing
 
 @testable import Waitlist
 
 /// A clock tests move by hand.
 final class TestClock: Sendable {
-    private let current: Mutex<Date>
+    private let current: NIOLockedValueBox<Date>
 
     init(_ start: Date = Date(timeIntervalSince1970: 1_795_000_000)) {
-        current = Mutex(start)
+        current = NIOLockedValueBox(start)
     }
 
-    var now: Date { current.withLock { $0 } }
+    var now: Date { current.withLockedValue { $0 } }
 
     func advance(by seconds: TimeInterval) {
-        current.withLock { $0 = $0.addingTimeInterval(seconds) }
+        current.withLockedValue { $0 = $0.addingTimeInterval(seconds) }
     }
 
     /// The clock as the closure the app takes.
@@ -28,10 +28,11 @@ final class TestClock: Sendable {
 /// It takes what production sends, the rendered bytes and their envelope, and reads each message
 /// back with ``IndependentMailParser`` for the tests to look into.
 final class RecordingTransport: MailTransport, Sendable {
-    private let state = Mutex<(messages: [MailMessage], failures: [DeliveryError], refused: [String: DeliveryError])>(([], [], [:]))
+    private let state = NIOLockedValueBox<(messages: [MailMessage], failures: [DeliveryError], refused: [String: DeliveryError])>(
+        ([], [], [:]))
 
     /// Every message delivered so far.
-    var messages: [MailMessage] { state.withLock { $0.messages } }
+    var messages: [MailMessage] { state.withLockedValue { $0.messages } }
 
     /// The next deliveries fail with these errors, in order.
     func failNext(_ errors: DeliveryError...) {
@@ -39,12 +40,12 @@ final class RecordingTransport: MailTransport, Sendable {
     }
 
     func failNext(contentsOf errors: [DeliveryError]) {
-        state.withLock { $0.failures.append(contentsOf: errors) }
+        state.withLockedValue { $0.failures.append(contentsOf: errors) }
     }
 
     /// Every delivery to these addresses fails with `error`.
     func refuse(_ addresses: [String], with error: DeliveryError) {
-        state.withLock { state in
+        state.withLockedValue { state in
             for address in addresses { state.refused[address] = error }
         }
     }
@@ -54,7 +55,7 @@ final class RecordingTransport: MailTransport, Sendable {
     }
 
     fileprivate func deliver(_ mail: OutgoingMail, beforeEnd: () -> Bool) throws(DeliveryError) {
-        let failure = state.withLock { state in
+        let failure = state.withLockedValue { state in
             state.refused[mail.recipient] ?? (state.failures.isEmpty ? nil : state.failures.removeFirst())
         }
         if let failure { throw failure }
@@ -66,7 +67,7 @@ final class RecordingTransport: MailTransport, Sendable {
             Issue.record("the sender sent a message that does not parse: \(error)")
             return
         }
-        state.withLock { $0.messages.append(message) }
+        state.withLockedValue { $0.messages.append(message) }
     }
 }
 

@@ -1,5 +1,5 @@
 import Foundation
-import Synchronization
+import NIOConcurrencyHelpers
 
 /// Decides when the sender's lanes may hand the relay their next message: it spaces messages to
 /// `WAITLIST_SEND_RATE`, pauses every lane after a transient failure (a `421`, a `4xx`, a refused
@@ -41,7 +41,7 @@ final class DeliveryGovernor: Sendable {
     let policy: Policy
     private let now: @Sendable () -> Date
     private let sleep: @Sendable (TimeInterval) -> Void
-    private let state = Mutex(State())
+    private let state = NIOLockedValueBox(State())
 
     init(
         policy: Policy, now: @escaping @Sendable () -> Date = { Date() },
@@ -53,7 +53,7 @@ final class DeliveryGovernor: Sendable {
     }
 
     /// Why sending stopped for good, if it did.
-    var stopReason: String? { state.withLock { $0.stopReason } }
+    var stopReason: String? { state.withLockedValue { $0.stopReason } }
 
     /// Blocks the calling lane until it may send; `false` when it must stop instead.
     func awaitTurn(isStopping: () -> Bool) -> Bool {
@@ -75,7 +75,7 @@ final class DeliveryGovernor: Sendable {
     /// Takes a turn that is due now (0), or says how long until one is, or `nil` once sending stopped.
     private func takeTurn() -> TimeInterval? {
         let interval = policy.rate.map { 1 / $0.perSecond }
-        return state.withLock { state in
+        return state.withLockedValue { state in
             if state.stopReason != nil { return nil }
             let now = now()
             if state.pausedUntil > now { return state.pausedUntil.timeIntervalSince(now) }
@@ -89,7 +89,7 @@ final class DeliveryGovernor: Sendable {
 
     /// The relay accepted a message: failures are no longer "in a row".
     func recordSuccess() {
-        state.withLock { state in
+        state.withLockedValue { state in
             state.transientStreak = 0
             state.policyStreak = []
             state.pause = 0
@@ -98,7 +98,7 @@ final class DeliveryGovernor: Sendable {
 
     /// A transient failure: every lane pauses, longer each time while they go on.
     func recordTransient(reason: String) {
-        state.withLock { state in
+        state.withLockedValue { state in
             state.transientStreak += 1
             state.pause = state.pause == 0 ? policy.firstPause : min(policy.longestPause, state.pause * 2)
             state.pausedUntil = now().addingTimeInterval(state.pause)
@@ -118,7 +118,7 @@ final class DeliveryGovernor: Sendable {
     /// - Returns: the messages whose refusals are to be taken back, when this refusal completes such a
     ///   run (or comes while the relay is blamed); otherwise an empty list.
     func recordPermanent(outboxId: Int64, domain: String, isPolicy: Bool, reason: String) -> [Int64] {
-        state.withLock { state in
+        state.withLockedValue { state in
             guard isPolicy else {
                 state.policyStreak = []
                 return []
@@ -142,7 +142,7 @@ final class DeliveryGovernor: Sendable {
 
     /// The relay refused us (the login, or the sender at `MAIL FROM`): sending stops, or pauses in the server.
     func recordSenderRefused(reason: String) {
-        state.withLock { state in
+        state.withLockedValue { state in
             blameRelay(&state, reason: "The SMTP relay refuses to take mail from us: \(reason)")
         }
     }

@@ -1,14 +1,14 @@
 import Foundation
-import Synchronization
+import NIOConcurrencyHelpers
 
 /// Wakes a thread waiting for work: a ring is remembered until a waiter takes it.
 final class Doorbell: Sendable {
     private let condition = NSCondition()
-    private let rung = Mutex(false)
+    private let rung = NIOLockedValueBox(false)
 
     func ring() {
         condition.lock()
-        rung.withLock { $0 = true }
+        rung.withLockedValue { $0 = true }
         condition.broadcast()
         condition.unlock()
     }
@@ -17,9 +17,9 @@ final class Doorbell: Sendable {
     func wait(timeout: TimeInterval) {
         condition.lock()
         defer { condition.unlock() }
-        if !rung.withLock({ $0 }) {
+        if !rung.withLockedValue({ $0 }) {
             _ = condition.wait(until: Date().addingTimeInterval(timeout))
         }
-        rung.withLock { $0 = false }
+        rung.withLockedValue { $0 = false }
     }
 }

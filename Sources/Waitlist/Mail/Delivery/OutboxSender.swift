@@ -2,7 +2,7 @@ import Foundation
 import Logging
 import Metrics
 import NIOPosix
-import Synchronization
+import NIOConcurrencyHelpers
 
 /// Delivers the outbox: one process at a time holds the database's sending role; its lanes share
 /// the work in memory, render each mail, hand it to the transport and record the outcome right
@@ -91,7 +91,7 @@ public final class OutboxSender: Sendable {
     /// Signs each message's envelope sender when bounces come back to an address of ours; `nil`:
     /// the envelope sender is the From address.
     let bounceTags: BounceTags?
-    private let state = Mutex(State())
+    private let state = NIOLockedValueBox(State())
     private let doorbell = Doorbell()
     /// Records delivered messages; what the lanes hand over at about the same time shares a transaction.
     private let records: GroupCommit<Int64>
@@ -144,7 +144,7 @@ public final class OutboxSender: Sendable {
 
     /// Asks the lanes to stop after the messages in flight.
     public func stop() {
-        state.withLock { $0.stopping = true }
+        state.withLockedValue { $0.stopping = true }
         doorbell.ring()
     }
 
@@ -153,7 +153,7 @@ public final class OutboxSender: Sendable {
         doorbell.ring()
     }
 
-    var isStopping: Bool { state.withLock { $0.stopping } }
+    var isStopping: Bool { state.withLockedValue { $0.stopping } }
 
     // MARK: - A run
 
@@ -166,7 +166,7 @@ public final class OutboxSender: Sendable {
     public func run(mode: Mode, progress: @escaping @Sendable (Progress) -> Void = { _ in }) async throws -> Summary {
         let governor = DeliveryGovernor(
             policy: .init(rate: rate, transientFailuresToStop: mode == .drain ? 5 : nil, stopsForGood: mode == .drain))
-        state.withLock {
+        state.withLockedValue {
             $0.summary = Summary()
             $0.governor = governor
         }
@@ -181,7 +181,7 @@ public final class OutboxSender: Sendable {
             }
             let left = try await pool.runIfActive { try self.database.backlog(now: self.now()) }
             try await pool.shutdownGracefully()
-            return state.withLock { state in
+            return state.withLockedValue { state in
                 state.summary.leftQueued = left.ready + left.later
                 state.summary.stopReason = governor.stopReason
                 return state.summary
@@ -234,7 +234,7 @@ public final class OutboxSender: Sendable {
         }
         guard let holder else { return .work(HeldRole(owner: owner, lease: lease, takenAt: now(), now: now)) }
         // Another process sends: show what is left, and take over once it is done or gone.
-        state.withLock { $0.summary.waitedForAnotherSender = true }
+        state.withLockedValue { $0.summary.waitedForAnotherSender = true }
         if mode == .drain, let due = try? database.backlog(now: now()).ready {  // only for the display: skipped when busy
             progress(.anotherSenderWorks(due: due))
         }
@@ -415,7 +415,7 @@ public final class OutboxSender: Sendable {
         governor.recordSuccess()
         sentCounters[delivery.kind]?.increment()
         logger.debug("Mail delivered", metadata: delivery.logMetadata)
-        state.withLock { $0.summary.sent += 1 }
+        state.withLockedValue { $0.summary.sent += 1 }
         return .sent
     }
 
@@ -452,12 +452,12 @@ public final class OutboxSender: Sendable {
         if newState == .failed {
             Counter(label: "waitlist_mail_failed_total", dimensions: [("kind", delivery.kind.rawValue)]).increment()
             logger.warning("Mail refused for good", metadata: details)
-            state.withLock { $0.summary.failed += 1 }
+            state.withLockedValue { $0.summary.failed += 1 }
             return .failed
         }
         Counter(label: "waitlist_mail_retried_total", dimensions: [("kind", delivery.kind.rawValue)]).increment()
         logger.notice("Mail will be retried", metadata: details)
-        state.withLock {
+        state.withLockedValue {
             $0.summary.retried += 1
             $0.summary.lastTransientError = failure.reason
         }
@@ -470,7 +470,7 @@ public final class OutboxSender: Sendable {
         do {
             let retaken = try database.revertRefusals(outboxIds: blamed, now: now())
             logger.error("The relay refuses every recipient; nobody is marked bounced", metadata: details)
-            state.withLock { $0.summary.failed -= retaken - 1 }
+            state.withLockedValue { $0.summary.failed -= retaken - 1 }
         } catch {
             logger.critical(
                 "The relay refuses every recipient, but the refusals could not be taken back: \(blamed.count) subscribers stay bounced",

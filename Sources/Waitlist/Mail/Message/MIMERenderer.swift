@@ -1,5 +1,5 @@
 import Foundation
-import Synchronization
+import NIOConcurrencyHelpers
 
 /// Turns a ``MailMessage`` into the bytes of an RFC 5322 / MIME message, ready for SMTP `DATA` or
 /// an `.eml` file.
@@ -375,14 +375,14 @@ public enum MIMERenderer {
     static func rfc5322Date(_ date: Date) -> String {
         // A sender dates thousands of messages a second with the same second: work it out once.
         let second = date.timeIntervalSince1970.rounded(.down)
-        if let last = lastDate.withLock({ $0 }), last.second == second { return last.text }
+        if let last = lastDate.withLockedValue({ $0 }), last.second == second { return last.text }
         let text = formatRFC5322Date(date)
-        lastDate.withLock { $0 = (second, text) }
+        lastDate.withLockedValue { $0 = (second, text) }
         return text
     }
 
     /// The last date ``rfc5322Date(_:)`` wrote, by its whole second since 1970.
-    private static let lastDate = Mutex<(second: Double, text: String)?>(nil)
+    private static let lastDate = NIOLockedValueBox<(second: Double, text: String)?>(nil)
 
     private static func formatRFC5322Date(_ date: Date) -> String {
         let weekdays = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"]

@@ -1,5 +1,5 @@
 import Foundation
-import Synchronization
+import NIOConcurrencyHelpers
 
 /// Turns a claimed outbox row into the message to send: subject, text and HTML in the subscriber's
 /// language, links with their tokens, and the RFC 8058 unsubscribe headers.
@@ -209,12 +209,12 @@ public struct MailComposer: Sendable {
 /// stand-ins for the tokens, message templates. A sender needs a handful at a time, so a memo is simply emptied when
 /// it grows past a few dozen.
 private final class Memo<Key: Hashable & Sendable, Value: Sendable>: Sendable {
-    private let values = Mutex<[Key: Value]>([:])
+    private let values = NIOLockedValueBox<[Key: Value]>([:])
 
     func value(for key: Key, make: () -> Value) -> Value {
-        if let known = values.withLock({ $0[key] }) { return known }
+        if let known = values.withLockedValue({ $0[key] }) { return known }
         let value = make()
-        values.withLock { values in
+        values.withLockedValue { values in
             if values.count >= 64 { values.removeAll() }
             values[key] = value
         }
