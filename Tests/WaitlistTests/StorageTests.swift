@@ -4,7 +4,7 @@ import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
 import Logging
-import Synchronization
+import NIOConcurrencyHelpers
 import Testing
 
 @testable import Waitlist
@@ -101,7 +101,7 @@ struct SmallDisk {
 
 /// A count several tasks add to.
 final class Tally: Sendable {
-    let count = Mutex<Int>(0)
+    let count = NIOLockedValueBox<Int>(0)
 }
 
 @Suite("Storage that never blocks the server")
@@ -181,6 +181,41 @@ struct StorageTests {
         }
     }
 
+    @Test("Signups sent together while another process holds the write lock for longer than they may wait all get 503, then succeed")
+    func concurrentSignupsUnderAHeldLock() async throws {
+        // The scene of a crash in `serve` (an error object released twice on the signup writer's
+        // thread); `make test-threads` runs it under Thread Sanitizer, which reports such a race.
+        let directory = try scratchDirectory("held")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let world = try await fileWorld(at: directory, busyTimeout: 0.5)
+        let path = directory.appendingPathComponent("waitlist.sqlite").path
+        try await world.application().test(.router) { client async throws in
+            // Given another process holding the write lock for longer than a signup may wait
+            let lock = try await ForeignWriteLock.take(on: path)
+            // When signups come in waves meanwhile, by the API and by the form
+            for wave in 0..<3 {
+                let statuses = try await withThrowingTaskGroup(of: HTTPResponse.Status.self) { group in
+                    for index in 0..<8 {
+                        group.addTask {
+                            if index == 0 {
+                                return try await client.signUpOnPage("form\(wave)@example.com", clock: world.clock).status
+                            }
+                            return try await client.postJSON("/api/subscribe", #"{"email": "api\#(wave)-\#(index)@example.com"}"#).status
+                        }
+                    }
+                    return try await group.reduce(into: [HTTPResponse.Status]()) { $0.append($1) }
+                }
+                // Then each is answered 503, none written
+                #expect(statuses == Array(repeating: .serviceUnavailable, count: 8), "wave \(wave)")
+            }
+            #expect(try count("subscriber", in: world.database) == 0)
+            // When the lock is let go, signups go through again
+            await lock.release()
+            #expect(try await client.postJSON("/api/subscribe", #"{"email": "after@example.com"}"#).status == .accepted)
+            #expect(try count("subscriber", in: world.database) == 1)
+        }
+    }
+
     @Test(
         "A full disk answers signups 503 with Retry-After and /healthz 503, writes nothing, and signups succeed once there is room",
         .enabled(if: SmallDisk.isAvailable, "mounting a tmpfs needs root and a machine that allows it"))
@@ -243,16 +278,16 @@ struct StorageTests {
                         try Int.fetchOne(db, sql: "SELECT count(*) FROM subscriber WHERE email = ?", arguments: [address])
                     }
                     #expect(seen == 1)
-                    answered.count.withLock { $0 += 1 }
+                    answered.count.withLockedValue { $0 += 1 }
                 }
             }
             try await Task.sleep(for: .milliseconds(300))
-            #expect(answered.count.withLock { $0 } == 0, "answered before the commit")
+            #expect(answered.count.withLockedValue { $0 } == 0, "answered before the commit")
             await lock.release()
             try await group.waitForAll()
         }
         // Then the twenty shared transactions: the one begun as the first came, and one or two for the rest
-        #expect(answered.count.withLock { $0 } == 20)
+        #expect(answered.count.withLockedValue { $0 } == 20)
         #expect(try count("subscriber", in: world.database) == 21)
         #expect(world.database.signups.health.commits <= 4)
     }
@@ -595,18 +630,18 @@ struct StorageTests {
 
 /// Tells a loop of writes on another thread to stop, and counts its commits.
 private final class WritingLoop: Sendable {
-    private let state = Mutex((stopped: false, commits: 0))
+    private let state = NIOLockedValueBox((stopped: false, commits: 0))
 
-    var isStopped: Bool { state.withLock { $0.stopped } }
+    var isStopped: Bool { state.withLockedValue { $0.stopped } }
 
     /// How many commits the loop this flag stops has made.
-    var commits: Int { state.withLock { $0.commits } }
+    var commits: Int { state.withLockedValue { $0.commits } }
 
     func stop() {
-        state.withLock { $0.stopped = true }
+        state.withLockedValue { $0.stopped = true }
     }
 
     func committed() {
-        state.withLock { $0.commits += 1 }
+        state.withLockedValue { $0.commits += 1 }
     }
 }
