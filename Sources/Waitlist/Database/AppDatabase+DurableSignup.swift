@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import NIOPosix
 
 /// The course a signup is for: one the caller has looked up, or one named by its slug (`nil`:
 /// the only course), looked up in the signup's own transaction.
@@ -8,106 +9,134 @@ public enum SignupCourse: Sendable, Hashable {
     case slug(String?)
 }
 
-/// One signup handed to the signup writer: what to write, and once its transaction is over, what
-/// it did or why it was not written. Written on the writer thread, read by the request after
-/// ``GroupCommit/Ticket/written()`` (the group commit's lock, or the task's resumption after the
-/// commit, orders the two).
-final class PendingSignup: @unchecked Sendable {
+/// One signup handed to the signup writer: what to write. A value: the writer hands back what it
+/// did as another value (``SignupWriter/Written``), so nothing is shared between the request and
+/// the thread that writes.
+struct PendingSignup: Sendable {
     let email: EmailAddress
     let course: SignupCourse
+    /// The form's stamp, spent in the signup's own transaction (`nil`: the JSON API, the CLI).
+    let stamp: FormStamp.Parts?
     let language: Language
     let client: ClientContext
     let now: Date
     /// When the request handed it over (monotonic), for the bound on the wait.
     let submitted = ContinuousClock.now
-    var outcome: SignupOutcome?
-    /// The slug of the course it was written for.
-    var courseSlug: String?
-    var failure: (any Error)?
-
-    init(email: EmailAddress, course: SignupCourse, language: Language, client: ClientContext, now: Date) {
-        self.email = email
-        self.course = course
-        self.language = language
-        self.client = client
-        self.now = now
-    }
 }
 
 /// Writes the server's signups: those that arrive while a transaction is being committed go
 /// together into the next one, each request answered after its own commit; a lone signup is
 /// written at once. A signup that waited longer than ``longestWait`` for the writer (another process
 /// holds the write lock) is answered "unavailable" without being written, and a transaction that
-/// fails (locked, disk full) writes none of its signups.
-final class SignupWriter: Sendable {
-    /// How long a signup may wait for its transaction to begin.
-    let longestWait: Duration
-    let health: StorageHealth
-    private let commits: GroupCommit<PendingSignup>
+/// fails (locked, disk full) writes none of its signups, nor spends their stamps.
+///
+/// An actor keeps the signups waiting for the next transaction; one task at a time writes them,
+/// the blocking SQLite calls on ``threads`` (never the cooperative pool), and resumes each waiting
+/// request with its own result.
+actor SignupWriter {
+    /// What one signup did, with the slug of its course.
+    typealias Written = (outcome: SignupOutcome, courseSlug: String)
 
-    init(writer: any DatabaseWriter, health: StorageHealth, longestWait: Duration) {
-        self.longestWait = longestWait
+    /// How long a signup may wait for its transaction to begin.
+    nonisolated let longestWait: Duration
+    nonisolated let health: StorageHealth
+    private let writer: any DatabaseWriter
+    private let threads: NIOThreadPool
+    /// The signups for the next transaction, each with its request waiting.
+    private var waiting: [(signup: PendingSignup, request: CheckedContinuation<Result<Written, any Error>, Never>)] = []
+    /// Whether a task is writing (it takes ``waiting`` once more before it ends).
+    private var isWriting = false
+
+    init(writer: any DatabaseWriter, health: StorageHealth, longestWait: Duration, threads: NIOThreadPool = .singleton) {
+        self.writer = writer
         self.health = health
-        commits = GroupCommit(threadName: "waitlist.signups") { signups in
-            Self.write(signups, to: writer, health: health, longestWait: longestWait)
-        }
+        self.longestWait = longestWait
+        self.threads = threads
     }
 
     /// Writes `signup` with whatever else is waiting and returns what it did.
     ///
     /// - Throws: `WaitlistError(.unavailable)` when the database could not take the write in time;
     ///   `.notFound` or `.usage` when its course is unknown or not named among several.
-    func subscribe(_ signup: PendingSignup) async throws -> (outcome: SignupOutcome, courseSlug: String) {
-        try await commits.submit(signup).written()
-        if let failure = signup.failure { throw failure }
-        guard let outcome = signup.outcome, let courseSlug = signup.courseSlug else { throw AppDatabase.unavailable(nil) }
-        return (outcome, courseSlug)
+    func subscribe(_ signup: PendingSignup) async throws -> Written {
+        let result = await withCheckedContinuation { request in
+            waiting.append((signup, request))
+            if !isWriting {
+                isWriting = true
+                Task { await writeAll() }
+            }
+        }
+        return try result.get()
     }
 
-    /// One transaction for every signup that has not waited too long.
-    private static func write(_ signups: [PendingSignup], to writer: any DatabaseWriter, health: StorageHealth, longestWait: Duration) {
-        var due: [PendingSignup] = []
-        for signup in signups {
+    /// Writes what waits, one transaction at a time, until nothing does.
+    private func writeAll() async {
+        while !waiting.isEmpty {
+            let batch = waiting
+            waiting = []
+            let signups = batch.map(\.signup)
+            let (writer, health, longestWait) = (self.writer, self.health, self.longestWait)
+            let results: [Result<Written, any Error>]
+            do {
+                results = try await threads.runIfActive {
+                    Self.write(signups, to: writer, health: health, longestWait: longestWait)
+                }
+            } catch {
+                // The thread pool was shut down: nothing was written.
+                results = Array(repeating: .failure(AppDatabase.unavailable(nil)), count: batch.count)
+            }
+            for (waiting, result) in zip(batch, results) { waiting.request.resume(returning: result) }
+        }
+        isWriting = false
+    }
+
+    /// One transaction for every signup that has not waited too long; a result for each, in order.
+    private static func write(
+        _ signups: [PendingSignup], to writer: any DatabaseWriter, health: StorageHealth, longestWait: Duration
+    ) -> [Result<Written, any Error>] {
+        var results = [Result<Written, any Error>?](repeating: nil, count: signups.count)
+        var due: [Int] = []
+        for (index, signup) in signups.enumerated() {
             if signup.submitted.duration(to: .now) > longestWait {
-                signup.failure = AppDatabase.unavailable(nil)
+                results[index] = .failure(AppDatabase.unavailable(nil))
             } else {
-                due.append(signup)
+                due.append(index)
             }
         }
         if due.count < signups.count { health.recordFailure("signups waited too long for the database's write lock") }
-        guard !due.isEmpty else { return }
-        do {
-            try writeTogether(due, to: writer)
-            health.recordSuccess()
-        } catch let error as DatabaseError where AppDatabase.isUnavailability(error) {
-            // The transaction was rolled back: none of its signups is written.
-            for signup in due {
-                signup.outcome = nil
-                signup.failure = AppDatabase.unavailable(error)
-            }
-            health.recordFailure(AppDatabase.describe(error))
-        } catch {
-            // One signup failed halfway and took the others' writes with it: each is written alone.
-            // (A savepoint per signup would keep the others, at two more statements each; a valid
-            // signup breaks no constraint, so this path is for the unforeseen.)
-            for signup in due {
-                signup.outcome = nil
-                signup.failure = nil
-                if due.count == 1 {
-                    signup.failure = error
-                } else {
-                    write([signup], to: writer, health: health, longestWait: .seconds(Int64.max))
+        if !due.isEmpty {
+            do {
+                let written = try writeTogether(due.map { signups[$0] }, to: writer)
+                for (index, result) in zip(due, written) { results[index] = result }
+                health.recordSuccess()
+            } catch let error as DatabaseError where AppDatabase.isUnavailability(error) {
+                // The transaction was rolled back: none of its signups is written.
+                for index in due { results[index] = .failure(AppDatabase.unavailable(error)) }
+                health.recordFailure(AppDatabase.describe(error))
+            } catch {
+                // One signup failed halfway and took the others' writes with it: each is written alone.
+                // (A savepoint per signup would keep the others, at two more statements each; a valid
+                // signup breaks no constraint, so this path is for the unforeseen.)
+                for index in due {
+                    results[index] =
+                        due.count == 1
+                        ? .failure(error)
+                        : write([signups[index]], to: writer, health: health, longestWait: .seconds(Int64.max))[0]
                 }
             }
         }
+        return results.map { $0 ?? .failure(AppDatabase.unavailable(nil)) }
     }
 
-    /// Writes `signups` in one transaction; a signup whose course is not found is left out (its
-    /// failure set) before it writes anything. Each course named is looked up once.
-    private static func writeTogether(_ signups: [PendingSignup], to writer: any DatabaseWriter) throws {
+    /// Writes `signups` in one transaction and returns what each did; a signup whose course is not
+    /// found is left out (its result a failure) before it writes anything, and one whose stamp was
+    /// spent before is ``SignupOutcome/replayed`` and writes nothing but finds the stamp spent. Each
+    /// course named is looked up once.
+    private static func writeTogether(_ signups: [PendingSignup], to writer: any DatabaseWriter) throws -> [Result<Written, any Error>] {
         try writer.write { db in
             let statements = try AppDatabase.SignupStatements(db)
             var courses: [SignupCourse: Result<(id: Int64, slug: String), WaitlistError>] = [:]
+            var results: [Result<Written, any Error>] = []
             for signup in signups {
                 let found: Result<(id: Int64, slug: String), WaitlistError>
                 if let known = courses[signup.course] {
@@ -122,14 +151,19 @@ final class SignupWriter: Sendable {
                 }
                 switch found {
                 case .failure(let error):
-                    signup.failure = error
+                    results.append(.failure(error))
                 case .success(let course):
-                    signup.outcome = try AppDatabase.subscribe(
+                    if let stamp = signup.stamp, try !AppDatabase.spendFormStamp(db, stamp) {
+                        results.append(.success((.replayed, course.slug)))
+                        continue
+                    }
+                    let outcome = try AppDatabase.subscribe(
                         db, statements: statements, email: signup.email, courseId: course.id, language: signup.language,
                         client: signup.client, now: signup.now)
-                    signup.courseSlug = course.slug
+                    results.append(.success((outcome, course.slug)))
                 }
             }
+            return results
         }
     }
 }
@@ -207,19 +241,23 @@ extension AppDatabase {
     public func subscribeDurably(
         email: EmailAddress, courseId: Int64, language: Language, client: ClientContext, now: Date = Date()
     ) async throws -> SignupOutcome {
-        try await signups.subscribe(PendingSignup(email: email, course: .id(courseId), language: language, client: client, now: now))
-            .outcome
+        try await signups.subscribe(
+            PendingSignup(email: email, course: .id(courseId), stamp: nil, language: language, client: client, now: now)
+        ).outcome
     }
 
     /// ``subscribeDurably(email:courseId:language:client:now:)`` for a course given by id or by
-    /// slug; a slug is looked up in the signup's own transaction, with no read before it.
+    /// slug; a slug is looked up in the signup's own transaction, with no read before it. A form's
+    /// stamp (`spending`) is spent in that transaction too: a signup that is not written leaves it
+    /// unspent, and one whose stamp was spent before writes nothing (``SignupOutcome/replayed``).
     ///
     /// - Returns: what the signup did, and the slug of its course.
     /// - Throws: also as ``resolveCourse(slug:)`` when the course is unknown or not named among several.
     public func subscribeDurably(
-        email: EmailAddress, course: SignupCourse, language: Language, client: ClientContext, now: Date = Date()
+        email: EmailAddress, course: SignupCourse, spending stamp: FormStamp.Parts? = nil, language: Language, client: ClientContext,
+        now: Date = Date()
     ) async throws -> (outcome: SignupOutcome, courseSlug: String) {
-        try await signups.subscribe(PendingSignup(email: email, course: course, language: language, client: client, now: now))
+        try await signups.subscribe(PendingSignup(email: email, course: course, stamp: stamp, language: language, client: client, now: now))
     }
 
     /// The id and slug of a signup's course, with one cached statement (a signup's transaction
