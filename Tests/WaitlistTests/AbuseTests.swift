@@ -115,7 +115,8 @@ struct AbuseTests {
                     "/subscribe", [("email", "first@example.com"), ("course", "negotiation"), ("website", ""), ("stamp", stamp)])
             default:
                 world.clock.advance(by: 5)
-                fields += [("stamp", String(stamp.prefix(while: { $0 != "." })) + ".AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")]
+                let signed = stamp.split(separator: ".").prefix(2).joined(separator: ".")
+                fields += [("stamp", signed + ".AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")]
             }
             let bot = try await client.postForm("/subscribe", fields)
             #expect(describe(bot) == describe(person))
@@ -213,8 +214,124 @@ struct AbuseTests {
         #expect(world.transport.messages.map(\.to.address) == ["late@example.com"])
     }
 
-    @Test("A stamp is good only for its course, after the fill time, for at most 6 hours")
-    func stampRules() {
+    @Test("Two people who load the page in the same second get stamps of their own, and both are mailed")
+    func visitorsOfTheSameSecondAreTwoSignups() async throws {
+        let world = try await TestWorld.make()
+        try await world.application().test(.router) { client async throws in
+            // Given two page loads at the same instant
+            let first = try #require(formStamp(in: try await client.get("/courses/negotiation").text))
+            let second = try #require(formStamp(in: try await client.get("/courses/negotiation").text))
+            #expect(first != second)
+            world.clock.advance(by: 3)
+            // When each person sends their form
+            for (address, stamp) in [("anna@example.com", first), ("boris@example.com", second)] {
+                let answer = try await client.postForm(
+                    "/subscribe", [("email", address), ("course", "negotiation"), ("website", ""), ("stamp", stamp)])
+                #expect(answer.status == .seeOther)
+            }
+        }
+        // Then both get their confirmation
+        try await world.deliverAll()
+        #expect(world.transport.messages.map(\.to.address).sorted() == ["anna@example.com", "boris@example.com"])
+    }
+
+    @Test("A form signup that is not written leaves its stamp unspent: the person's retry from the same page is mailed")
+    func signupNotWrittenKeepsItsStamp() async throws {
+        let world = try await TestWorld.make()
+        // Given a database that refuses this signup's row for now
+        try await world.database.writer.write { db in
+            try db.execute(
+                sql: """
+                    CREATE TRIGGER refuse_anna BEFORE INSERT ON subscriber WHEN NEW.email = 'anna@example.com'
+                    BEGIN SELECT RAISE(ABORT, 'refused by the test'); END
+                    """)
+        }
+        try await world.application().test(.router) { client async throws in
+            let page = try await client.get("/courses/negotiation").text
+            let fields = [
+                ("email", "anna@example.com"), ("course", "negotiation"), ("website", ""), ("stamp", try #require(formStamp(in: page))),
+            ]
+            world.clock.advance(by: 5)
+            // When the person sends the form, it is not written and the answer says so
+            let failed = try await client.postForm("/subscribe", fields)
+            #expect(failed.status.code >= 500)
+            // When the database takes it again and the person sends the same page once more
+            try await world.database.writer.write { db in try db.execute(sql: "DROP TRIGGER refuse_anna") }
+            #expect(try await client.postForm("/subscribe", fields).status == .seeOther)
+        }
+        // Then the retry was written and mailed
+        try await world.deliverAll()
+        #expect(world.transport.messages.map(\.to.address) == ["anna@example.com"])
+    }
+
+    @Test("A form shown again after a refused address carries a stamp accepted however fast the correction comes")
+    func correctionAfter422IsAcceptedAtOnce() async throws {
+        let world = try await TestWorld.make()
+        try await world.application().test(.router) { client async throws in
+            // Given a person who took their time on the page and typed a wrong address
+            let page = try await client.get("/courses/negotiation").text
+            world.clock.advance(by: 5)
+            let refused = try await client.postForm(
+                "/subscribe",
+                [("email", "anna@"), ("course", "negotiation"), ("website", ""), ("stamp", try #require(formStamp(in: page)))])
+            #expect(refused.status == .unprocessableContent)
+            // When the corrected address is sent within the second
+            world.clock.advance(by: 0.5)
+            let corrected = try await client.postForm(
+                "/subscribe",
+                [
+                    ("email", "anna@example.com"), ("course", "negotiation"), ("website", ""),
+                    ("stamp", try #require(formStamp(in: refused.text))),
+                ])
+            #expect(corrected.status == .seeOther)
+        }
+        // Then it is mailed
+        try await world.deliverAll()
+        #expect(world.transport.messages.map(\.to.address) == ["anna@example.com"])
+    }
+
+    @Test("A page back from the browser's cache gets a fresh stamp that counts from the page; without a stamp of ours, from now")
+    func freshStampForAPageShownAgain() async throws {
+        let world = try await TestWorld.make()
+        try await world.application().test(.router) { client async throws in
+            // Given a page loaded, sent (its stamp spent) and shown again by Back
+            let page = try #require(formStamp(in: try await client.get("/courses/negotiation").text))
+            world.clock.advance(by: 4)
+            #expect(
+                try await client.postForm(
+                    "/subscribe", [("email", "typo@exampel.com"), ("course", "negotiation"), ("website", ""), ("stamp", page)]
+                ).status == .seeOther)
+            // When its script asks for a fresh stamp and the mended address is sent at once
+            let answer = try await client.get("/courses/negotiation/stamp?after=\(formEncode(page))")
+            #expect(answer.status == .ok)
+            #expect(answer.headers[.cacheControl] == "no-store")
+            let fresh = answer.text
+            #expect(fresh != page)
+            let mended = try await client.postForm(
+                "/subscribe", [("email", "anna@example.com"), ("course", "negotiation"), ("website", ""), ("stamp", fresh)])
+            #expect(mended.status == .seeOther)
+            // And a stamp asked for without one of ours counts from now: sent at once, it is too fast
+            let bare = try await client.get("/courses/negotiation/stamp").text
+            let stamp = FormStamp(key: try world.database.secret(named: "signup-form-stamp"))
+            #expect(stamp.verify(bare, course: "negotiation", now: world.clock.now) == .tooFast)
+        }
+        // Then both addresses were mailed: the stamp spent by the first signup did not drop the second
+        try await world.deliverAll()
+        #expect(world.transport.messages.map(\.to.address).sorted() == ["anna@example.com", "typo@exampel.com"])
+    }
+
+    @Test("The check-inbox page links to a fresh form for a person who mistyped the address")
+    func checkInboxLinksToAFreshForm() async throws {
+        let world = try await TestWorld.make()
+        try await world.application().test(.router) { client async throws in
+            let page = try await client.get("/courses/negotiation/subscribed").text
+            #expect(page.contains(#"href="/courses/negotiation""#))
+            #expect(page.contains(PageWords.russian.wrongAddress))
+        }
+    }
+
+    @Test("A stamp is good only for its course, after the fill time, for at most 6 hours, and is its page load's own")
+    func stampRules() throws {
         let stamp = FormStamp(key: Data(repeating: 7, count: 32))
         let now = Date(timeIntervalSince1970: 1_800_000_000)
         let issued = stamp.issue(course: "negotiation", now: now)
@@ -227,6 +344,14 @@ struct AbuseTests {
             FormStamp(key: Data(repeating: 8, count: 32)).verify(issued, course: "negotiation", now: now.addingTimeInterval(3)) == .invalid)
         #expect(stamp.verify(nil, course: "negotiation", now: now) == .invalid)
         #expect(stamp.verify("garbage", course: "negotiation", now: now) == .invalid)
+        // The stamp of a page load is its own: the same second gives another nonce, and the nonce is signed
+        let twin = stamp.issue(course: "negotiation", now: now)
+        #expect(twin != issued)
+        let nonce = try #require(stamp.parts(of: issued, course: "negotiation")?.nonce)
+        #expect(nonce.utf8.count * 6 >= 96, "96 random bits at least")
+        let parts = issued.split(separator: ".")
+        let swapped = [String(parts[0]), String(twin.split(separator: ".")[1]), String(parts[2])].joined(separator: ".")
+        #expect(stamp.verify(swapped, course: "negotiation", now: now.addingTimeInterval(3)) == .invalid)
     }
 
     @Test("The form's key is made once and kept in the database")

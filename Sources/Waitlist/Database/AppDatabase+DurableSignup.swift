@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import NIOConcurrencyHelpers
 import NIOPosix
 
 /// The course a signup is for: one the caller has looked up, or one named by its slug (`nil`:
@@ -15,6 +16,8 @@ public enum SignupCourse: Sendable, Hashable {
 struct PendingSignup: Sendable {
     let email: EmailAddress
     let course: SignupCourse
+    /// The form's stamp, spent in the signup's own transaction (`nil`: the JSON API, the CLI).
+    let stamp: FormStamp.Parts?
     let language: Language
     let client: ClientContext
     let now: Date
@@ -26,30 +29,43 @@ struct PendingSignup: Sendable {
 /// together into the next one, each request answered after its own commit; a lone signup is
 /// written at once. A signup that waited longer than ``longestWait`` for the writer (another process
 /// holds the write lock) is answered "unavailable" without being written, and a transaction that
-/// fails (locked, disk full) writes none of its signups.
+/// fails (locked, disk full) writes none of its signups, nor spends their stamps.
 ///
-/// An actor keeps the signups waiting for the next transaction; one task at a time writes them,
-/// the blocking SQLite calls on ``threads`` (never the cooperative pool), and resumes each waiting
-/// request with its own result.
-actor SignupWriter {
+/// The signups waiting for the next transaction are kept behind a lock; the writer's own thread
+/// takes them all, writes them in one transaction and resumes each waiting request with its own
+/// result, a value, until none waits. Nothing is shared between a request and the thread but what
+/// the lock hands over; and the writing needs none of Swift's cooperative threads, so requests
+/// that block those (or many that wait) do not hold the writer up: a signup's wait is the
+/// database's.
+final class SignupWriter: Sendable {
     /// What one signup did, with the slug of its course.
     typealias Written = (outcome: SignupOutcome, courseSlug: String)
+    /// A signup and the request waiting for what it did.
+    private typealias Waiting = (signup: PendingSignup, request: CheckedContinuation<Result<Written, any Error>, Never>)
 
     /// How long a signup may wait for its transaction to begin.
-    nonisolated let longestWait: Duration
-    nonisolated let health: StorageHealth
+    let longestWait: Duration
+    let health: StorageHealth
     private let writer: any DatabaseWriter
-    private let threads: NIOThreadPool
-    /// The signups for the next transaction, each with its request waiting.
-    private var waiting: [(signup: PendingSignup, request: CheckedContinuation<Result<Written, any Error>, Never>)] = []
-    /// Whether a task is writing (it takes ``waiting`` once more before it ends).
-    private var isWriting = false
+    /// The writer's own thread: a transaction waiting for another process's lock holds it, and
+    /// nothing else waits behind that (on a shared pool, two such waits took both threads of a
+    /// two-core machine from every other database's signups and checkpoints).
+    private let thread: NIOThreadPool
+    /// The signups for the next transaction, and whether the thread is at work (it looks at
+    /// `waiting` once more before it stops).
+    private let queue = NIOLockedValueBox<(waiting: [Waiting], isWriting: Bool)>(([], false))
 
-    init(writer: any DatabaseWriter, health: StorageHealth, longestWait: Duration, threads: NIOThreadPool = .singleton) {
+    init(writer: any DatabaseWriter, health: StorageHealth, longestWait: Duration) {
         self.writer = writer
         self.health = health
         self.longestWait = longestWait
-        self.threads = threads
+        thread = NIOThreadPool(numberOfThreads: 1)
+        thread.start()
+    }
+
+    deinit {
+        // Nobody waits: a write in progress holds the writer, as does each request waiting for one.
+        thread.shutdownGracefully { _ in }
     }
 
     /// Writes `signup` with whatever else is waiting and returns what it did.
@@ -58,34 +74,49 @@ actor SignupWriter {
     ///   `.notFound` or `.usage` when its course is unknown or not named among several.
     func subscribe(_ signup: PendingSignup) async throws -> Written {
         let result = await withCheckedContinuation { request in
-            waiting.append((signup, request))
-            if !isWriting {
-                isWriting = true
-                Task { await writeAll() }
+            let starts = queue.withLockedValue { queue in
+                queue.waiting.append((signup, request))
+                guard !queue.isWriting else { return false }
+                queue.isWriting = true
+                return true
+            }
+            if starts {
+                thread.submit { state in
+                    guard state == .active else { return self.refuseAll() }
+                    self.writeAll()
+                }
             }
         }
         return try result.get()
     }
 
-    /// Writes what waits, one transaction at a time, until nothing does.
-    private func writeAll() async {
-        while !waiting.isEmpty {
-            let batch = waiting
-            waiting = []
-            let signups = batch.map(\.signup)
-            let (writer, health, longestWait) = (self.writer, self.health, self.longestWait)
-            let results: [Result<Written, any Error>]
-            do {
-                results = try await threads.runIfActive {
-                    Self.write(signups, to: writer, health: health, longestWait: longestWait)
-                }
-            } catch {
-                // The thread pool was shut down: nothing was written.
-                results = Array(repeating: .failure(AppDatabase.unavailable(nil)), count: batch.count)
-            }
+    /// On the writer's thread: writes what waits, one transaction at a time, until nothing does.
+    private func writeAll() {
+        while true {
+            let batch = takeBatch()
+            guard !batch.isEmpty else { return }
+            let results = Self.write(batch.map(\.signup), to: writer, health: health, longestWait: longestWait)
             for (waiting, result) in zip(batch, results) { waiting.request.resume(returning: result) }
         }
-        isWriting = false
+    }
+
+    /// The thread was shut down before it could write: nothing was written.
+    private func refuseAll() {
+        while true {
+            let batch = takeBatch()
+            guard !batch.isEmpty else { return }
+            for waiting in batch { waiting.request.resume(returning: .failure(AppDatabase.unavailable(nil))) }
+        }
+    }
+
+    /// Everything waiting; when nothing is, the thread stops (under the same lock a new signup looks at).
+    private func takeBatch() -> [Waiting] {
+        queue.withLockedValue { queue in
+            let batch = queue.waiting
+            queue.waiting = []
+            if batch.isEmpty { queue.isWriting = false }
+            return batch
+        }
     }
 
     /// One transaction for every signup that has not waited too long; a result for each, in order.
@@ -128,8 +159,9 @@ actor SignupWriter {
     }
 
     /// Writes `signups` in one transaction and returns what each did; a signup whose course is not
-    /// found is left out (its result a failure) before it writes anything. Each course named is
-    /// looked up once.
+    /// found is left out (its result a failure) before it writes anything, and one whose stamp was
+    /// spent before is ``SignupOutcome/replayed`` and writes nothing but finds the stamp spent. Each
+    /// course named is looked up once.
     private static func writeTogether(_ signups: [PendingSignup], to writer: any DatabaseWriter) throws -> [Result<Written, any Error>] {
         try writer.write { db in
             let statements = try AppDatabase.SignupStatements(db)
@@ -151,6 +183,10 @@ actor SignupWriter {
                 case .failure(let error):
                     results.append(.failure(error))
                 case .success(let course):
+                    if let stamp = signup.stamp, try !AppDatabase.spendFormStamp(db, stamp) {
+                        results.append(.success((.replayed, course.slug)))
+                        continue
+                    }
                     let outcome = try AppDatabase.subscribe(
                         db, statements: statements, email: signup.email, courseId: course.id, language: signup.language,
                         client: signup.client, now: signup.now)
@@ -236,19 +272,22 @@ extension AppDatabase {
         email: EmailAddress, courseId: Int64, language: Language, client: ClientContext, now: Date = Date()
     ) async throws -> SignupOutcome {
         try await signups.subscribe(
-            PendingSignup(email: email, course: .id(courseId), language: language, client: client, now: now)
+            PendingSignup(email: email, course: .id(courseId), stamp: nil, language: language, client: client, now: now)
         ).outcome
     }
 
     /// ``subscribeDurably(email:courseId:language:client:now:)`` for a course given by id or by
-    /// slug; a slug is looked up in the signup's own transaction, with no read before it.
+    /// slug; a slug is looked up in the signup's own transaction, with no read before it. A form's
+    /// stamp (`spending`) is spent in that transaction too: a signup that is not written leaves it
+    /// unspent, and one whose stamp was spent before writes nothing (``SignupOutcome/replayed``).
     ///
     /// - Returns: what the signup did, and the slug of its course.
     /// - Throws: also as ``resolveCourse(slug:)`` when the course is unknown or not named among several.
     public func subscribeDurably(
-        email: EmailAddress, course: SignupCourse, language: Language, client: ClientContext, now: Date = Date()
+        email: EmailAddress, course: SignupCourse, spending stamp: FormStamp.Parts? = nil, language: Language, client: ClientContext,
+        now: Date = Date()
     ) async throws -> (outcome: SignupOutcome, courseSlug: String) {
-        try await signups.subscribe(PendingSignup(email: email, course: course, language: language, client: client, now: now))
+        try await signups.subscribe(PendingSignup(email: email, course: course, stamp: stamp, language: language, client: client, now: now))
     }
 
     /// The id and slug of a signup's course, with one cached statement (a signup's transaction

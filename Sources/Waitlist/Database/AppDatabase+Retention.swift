@@ -104,12 +104,12 @@ extension AppDatabase {
         return db.changesCount
     }
 
-    /// Spends a form's stamp: `true` the first time, `false` when it signed a form up before (a
-    /// replay). Kept until `expiresAt`, after which the stamp is refused as too old anyway.
-    public func spendFormStamp(_ stamp: String, expiresAt: Date) throws -> Bool {
-        try writer.write { db in
-            try db.execute(sql: "INSERT OR IGNORE INTO spent_stamp (stamp, expiresAt) VALUES (?, ?)", arguments: [stamp, expiresAt])
-            return db.changesCount == 1
-        }
+    /// Spends a form's stamp in the transaction of the signup it admits: `true` the first time,
+    /// `false` when its page's form signed someone up before (a replay). Remembered by its nonce
+    /// until its expiry, after which the stamp is refused as too old anyway.
+    static func spendFormStamp(_ db: Database, _ stamp: FormStamp.Parts) throws -> Bool {
+        try db.cachedStatement(sql: "INSERT OR IGNORE INTO spent_stamp (stamp, expiresAt) VALUES (?, ?)")
+            .execute(arguments: [stamp.nonce, stamp.expiry])
+        return db.changesCount == 1
     }
 }

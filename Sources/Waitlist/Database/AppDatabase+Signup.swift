@@ -28,6 +28,8 @@ public enum SignupOutcome: Sendable, Equatable {
     case throttled
     /// The address bounced; nothing is sent.
     case suppressed
+    /// The form's stamp admitted a signup before (its page's form sent again): nothing is written.
+    case replayed
 }
 
 /// What a token in a link stands for.

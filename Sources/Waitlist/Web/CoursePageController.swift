@@ -16,6 +16,7 @@ struct CoursePageController: Sendable {
         router.get("/", use: home)
         router.get("/courses/:slug", use: coursePage)
         router.get("/courses/:slug/subscribed", use: checkInbox)
+        router.get("/courses/:slug/stamp", use: freshStamp)
     }
 
     /// The only course's page, or a list when there are several.
@@ -45,20 +46,32 @@ struct CoursePageController: Sendable {
         return checkInboxPage(course: course, language: request.preferredLanguage)
     }
 
+    /// A new stamp for a form the browser shows again from its back-forward cache (`Public/form.js`),
+    /// counting from the page its stamp (`?after=`) was issued for; without one of ours, as for a
+    /// page rendered now. Never cached: each answer is its own.
+    @Sendable func freshStamp(request: Request, context: AppRequestContext) async throws -> Response {
+        let slug = try context.parameters.require("slug")
+        let course = try await database.perform { try $0.resolveCourse(slug: slug) }
+        let stamp = formStamp.reissue(after: request.uri.queryParameters.get("after"), course: course.slug, now: now())
+        return Response(
+            status: .ok, headers: [.contentType: "text/plain; charset=utf-8", .cacheControl: "no-store"],
+            body: ResponseBody(byteBuffer: ByteBuffer(string: stamp)))
+    }
+
     /// "Check your inbox", with a way back to the form; `framed`, inside the embed.
     func checkInboxPage(course: Course, language: Language, framed: Bool = false) -> Response {
         let words = PageWords.of(language)
         let back = framed ? embedPath(course, language) : coursePath(course, language)
         return pages.message(
             language: language, heading: words.checkInboxTitle, text: words.checkInboxText, courseTitle: course.title(in: language),
-            hint: words.checkInboxHint, link: (href: back, label: words.backToCourse), framed: framed)
+            hint: words.checkInboxHint, link: (href: back, label: words.wrongAddress), framed: framed)
     }
 
     /// The course page, optionally re-shown with the address typed and an error about it; `framed`,
     /// the embed's version: the form alone, posting to `/embed/{slug}`, links opening a new tab.
     func render(
         course: Course, language: Language, switchPath: String, status: HTTPResponse.Status = .ok, email: String? = nil,
-        error: String? = nil, notice: String? = nil, framed: Bool = false
+        error: String? = nil, notice: String? = nil, stamp: String? = nil, framed: Bool = false
     ) async throws -> Response {
         var context: [String: Any] = ["course": Self.words(of: course, in: language)]
         // The embed's post names its language in the address too, for the answers given before its body is read (429).
@@ -68,7 +81,8 @@ struct CoursePageController: Sendable {
         if let opening = try await database.perform({ try $0.currentOpening(courseId: courseId) }) {
             context["opening"] = ["date": MailComposer.humanDate(opening.date, language: language), "enrolURL": opening.enrolURL]
         }
-        context["antiBot"] = ["name": "stamp", "value": formStamp.issue(course: course.slug, now: now())]
+        // Each page load its own stamp (a form shown again brings the one it was given).
+        context["antiBot"] = ["name": "stamp", "value": stamp ?? formStamp.issue(course: course.slug, now: now())]
         if let email { context["email"] = email }
         if let error { context["error"] = error }
         if let notice { context["notice"] = notice }

@@ -75,7 +75,7 @@ struct SecurityHeadersMiddleware<Context: RequestContext>: RouterMiddleware {
     var framing = EmbedFraming(allowedOrigins: [])
 
     static func contentSecurityPolicy(frameAncestors: String) -> String {
-        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
+        "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
             + "frame-ancestors \(frameAncestors); base-uri 'none'"
     }
 

@@ -73,36 +73,55 @@ struct SignupController: Sendable {
         do {
             address = try EmailAddress(email)
         } catch {
+            // Shown again with a stamp that counts from the page the person filled in: a correction sent at once is no bot's.
             let message = PageWords.of(language).invalidEmail.message(for: error)
             return try await coursePages.render(
                 course: course, language: language, switchPath: "/courses/\(course.slug)", status: .unprocessableContent,
-                email: String(email.prefix(254)), error: message, framed: framed)
+                email: String(email.prefix(254)), error: message,
+                stamp: formStamp.reissue(after: fields["stamp"], course: course.slug, now: now()), framed: framed)
         }
         // A page from another site posting its visitors' browsers here is no signup: the same answer, no mail.
         guard origins.isSameSiteOrAllowedFormPost(request) else {
-            Counter(label: "waitlist_signups_refused_total", dimensions: [("reason", "cross_site")]).increment()
-            context.logger.debug("Signup form posted from a foreign page")
-            return checkInbox
+            return refused(.crossSite, course: course, context: context, answer: checkInbox)
         }
         let stamp = fields["stamp"]
         let verdict = formStamp.verify(stamp, course: course.slug, now: now())
-        if verdict == .stale, fields["website"]?.isEmpty != false {
+        let trapFilled = fields["website"]?.isEmpty == false
+        if verdict == .stale, !trapFilled {
             // A tab left open for hours: the form again, with its address, and a word to send it once more.
             return try await coursePages.render(
                 course: course, language: language, switchPath: "/courses/\(course.slug)", email: String(email.prefix(254)),
-                notice: PageWords.of(language).staleForm, framed: framed)
+                notice: PageWords.of(language).staleForm, stamp: formStamp.reissue(after: stamp, course: course.slug, now: now()),
+                framed: framed)
         }
-        // A bot fills the hidden field, submits faster than a person can, or sends one stamp again;
-        // it gets the same answer and no mail.
-        guard fields["website"]?.isEmpty != false, verdict == .plausible, let stamp, let expiry = formStamp.expiry(of: stamp),
-            try await database.perform({ try $0.spendFormStamp(stamp, expiresAt: expiry) })
-        else {
-            Counter(label: "waitlist_signups_refused_total", dimensions: [("reason", "bot")]).increment()
-            context.logger.debug("Signup looked automated", metadata: ["stamp": "\(verdict)"])
-            return checkInbox
+        // A bot fills the hidden field, submits faster than a person can, or sends one page's form
+        // again; it gets the same answer and no mail.
+        if trapFilled { return refused(.honeypot, course: course, context: context, answer: checkInbox) }
+        guard verdict == .plausible, let stamp, let parts = formStamp.parts(of: stamp, course: course.slug) else {
+            return refused(verdict == .tooFast ? .tooFast : .invalidStamp, course: course, context: context, answer: checkInbox)
         }
-        try await record(address, course: .id(course.id!), language: language, request: request, context: context)
+        let outcome = try await record(
+            address, course: .id(course.id!), spending: parts, language: language, request: request, context: context)
+        if outcome == .replayed { return refused(.replayed, course: course, context: context, answer: checkInbox) }
         return checkInbox
+    }
+
+    /// Why a form post was taken for a bot's: the label of `waitlist_signups_refused_total` and of the log line.
+    enum Refusal: String {
+        case honeypot
+        case tooFast = "too_fast"
+        case replayed
+        case crossSite = "cross_site"
+        case invalidStamp = "invalid_stamp"
+    }
+
+    /// The answer a person would get, for a post taken for a bot's: counted by reason and logged at
+    /// `info` (never with the address), so that an operator sees a wave of refusals that may be people.
+    private func refused(_ reason: Refusal, course: Course, context: AppRequestContext, answer: Response) -> Response {
+        Counter(label: "waitlist_signups_refused_total", dimensions: [("reason", reason.rawValue)]).increment()
+        context.logger.info(
+            "Signup form post refused as automated", metadata: ["reason": "\(reason.rawValue)", "course": "\(course.slug)"])
+        return answer
     }
 
     // MARK: - JSON API
@@ -221,22 +240,28 @@ struct SignupController: Sendable {
         }
     }
 
-    /// Writes the signup through the group commit; answers only once it is on the disk.
+    /// Writes the signup through the group commit, spending the form's stamp (`spending`) in the
+    /// same transaction; answers only once it is on the disk.
+    @discardableResult
     private func record(
-        _ address: EmailAddress, course: SignupCourse, language: Language, request: Request, context: AppRequestContext
-    ) async throws {
+        _ address: EmailAddress, course: SignupCourse, spending stamp: FormStamp.Parts? = nil, language: Language, request: Request,
+        context: AppRequestContext
+    ) async throws -> SignupOutcome {
         let client = ClientContext(
             source: request.signupSource, ip: clientAddresses.clientAddress(of: request, peer: context.remoteAddress),
             userAgent: request.headers[.userAgent])
         let written: (outcome: SignupOutcome, courseSlug: String)
         do {
-            written = try await database.subscribeDurably(email: address, course: course, language: language, client: client, now: now())
+            written = try await database.subscribeDurably(
+                email: address, course: course, spending: stamp, language: language, client: client, now: now())
         } catch let error as WaitlistError where error.kind != .unavailable {
             throw Self.visitorError(error, language: language)
         }
+        guard written.outcome != .replayed else { return .replayed }
         signupCounters.increment(course: written.courseSlug)
         context.logger.debug("Signup", metadata: ["course": "\(written.courseSlug)", "outcome": "\(written.outcome)"])
         if written.outcome == .confirmationQueued { mailQueued() }
+        return written.outcome
     }
 }
 

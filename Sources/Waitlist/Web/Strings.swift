@@ -28,6 +28,8 @@ struct PageWords: Sendable {
     let checkInboxText: String
     let checkInboxHint: String
     let backToCourse: String
+    /// The check-inbox page's link to a fresh form.
+    let wrongAddress: String
     let confirmTitle: String
     let confirmText: String
     let confirmButton: String
@@ -133,6 +135,7 @@ struct PageWords: Sendable {
             "Если адрес верный, мы отправили на него письмо со ссылкой для подтверждения. Откройте его и нажмите «Подтвердить» — без этого мы ничего больше не пришлём.",
         checkInboxHint: "Письма нет? Загляните в папку «Спам» или отправьте форму ещё раз завтра.",
         backToCourse: "Вернуться к курсу",
+        wrongAddress: "Ошиблись в адресе? Введите его ещё раз",
         confirmTitle: "Подтвердите подписку",
         confirmText: "Нажмите кнопку, чтобы мы написали вам, когда откроется запись на курс:",
         confirmButton: "Подтвердить",
@@ -193,6 +196,7 @@ struct PageWords: Sendable {
             "If the address is right, we have sent it a message with a confirmation link. Open it and press “Confirm”: until then we send nothing more.",
         checkInboxHint: "No message? Look in your spam folder, or send the form again tomorrow.",
         backToCourse: "Back to the course",
+        wrongAddress: "Wrong address? Enter it again",
         confirmTitle: "Confirm your subscription",
         confirmText: "Press the button and we will write to you when enrolment opens for:",
         confirmButton: "Confirm",
