@@ -68,7 +68,12 @@ public struct FormStamp: Sendable {
 
     /// Checks a submitted stamp.
     public func verify(_ stamp: String?, course: String, now: Date) -> Verdict {
-        guard let stamp, let parts = parts(of: stamp, course: course) else { return .invalid }
+        verdict(on: stamp.flatMap { parts(of: $0, course: course) }, now: now)
+    }
+
+    /// ``verify(_:course:now:)`` of a stamp already taken apart (`nil`: not one of ours).
+    public func verdict(on parts: Parts?, now: Date) -> Verdict {
+        guard let parts else { return .invalid }
         let age = now.timeIntervalSince1970 - Double(parts.seconds)
         if age > Self.maximumAge { return .stale }
         if age < Self.minimumFillTime { return .tooFast }
@@ -93,8 +98,7 @@ public struct FormStamp: Sendable {
     private static let nonceLength = nonceBytes / 3 * 4
 
     private func issue(course: String, seconds: Int64) -> String {
-        var generator = SystemRandomNumberGenerator()
-        let nonce = Data((0..<Self.nonceBytes).map { _ in UInt8.random(in: .min ... .max, using: &generator) }).base64URLEncodedString()
+        let nonce = Data(SecureRandom.bytes(Self.nonceBytes)).base64URLEncodedString()
         return "\(seconds).\(nonce).\(signature(seconds: seconds, nonce: nonce, course: course))"
     }
 

@@ -85,7 +85,8 @@ struct SignupController: Sendable {
             return refused(.crossSite, course: course, context: context, answer: checkInbox)
         }
         let stamp = fields["stamp"]
-        let verdict = formStamp.verify(stamp, course: course.slug, now: now())
+        let parts = stamp.flatMap { formStamp.parts(of: $0, course: course.slug) }
+        let verdict = formStamp.verdict(on: parts, now: now())
         let trapFilled = fields["website"]?.isEmpty == false
         if verdict == .stale, !trapFilled {
             // A tab left open for hours: the form again, with its address, and a word to send it once more.
@@ -97,7 +98,7 @@ struct SignupController: Sendable {
         // A bot fills the hidden field, submits faster than a person can, or sends one page's form
         // again; it gets the same answer and no mail.
         if trapFilled { return refused(.honeypot, course: course, context: context, answer: checkInbox) }
-        guard verdict == .plausible, let stamp, let parts = formStamp.parts(of: stamp, course: course.slug) else {
+        guard verdict == .plausible, let parts else {
             return refused(verdict == .tooFast ? .tooFast : .invalidStamp, course: course, context: context, answer: checkInbox)
         }
         let outcome = try await record(
