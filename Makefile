@@ -15,6 +15,7 @@ run:
 ## (Tests/live, pytest + hypothesis) against the running server.
 test:
 	@scripts/install-deps --test
+	scripts/check-imports
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
 	python3 -m pytest -q Tests/live

@@ -1,5 +1,10 @@
 import Foundation
 import Logging
+import WaitlistCore
+import WaitlistDelivery
+import WaitlistMail
+import WaitlistStore
+import WaitlistWeb
 
 /// What every command and the server start from: the settings, the database, the templates and
 /// the mail transport they describe.

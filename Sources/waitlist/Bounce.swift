@@ -1,7 +1,11 @@
 import ArgumentParser
 import Foundation
-import GRDB
 import Waitlist
+import WaitlistCore
+import WaitlistDelivery
+import WaitlistMail
+import WaitlistStore
+import WaitlistWeb
 
 /// `waitlist bounce [TAG]`: one bounce on stdin, as Postfix's pipe transport hands it.
 ///
@@ -51,10 +55,10 @@ struct Bounce: ParsableCommand {
         } catch let error as WaitlistError {
             printError("\(error.message) The bounce is kept for a later try.")
             throw ExitStatus.tryLater
-        } catch let error as DatabaseError {
+        } catch let error where AppDatabase.isStorageFailure(error) {
             // Busy past the timeout, read-only, damaged: Postfix keeps the bounce and tries again.
             printError(
-                "The database did not take the bounce (\(error.message ?? "SQLite error \(error.resultCode.rawValue)")); it is kept for a later try."
+                "The database did not take the bounce (\(AppDatabase.describe(error))); it is kept for a later try."
             )
             throw ExitStatus.tryLater
         } catch {

@@ -1,5 +1,10 @@
 import ArgumentParser
 import Waitlist
+import WaitlistCore
+import WaitlistDelivery
+import WaitlistMail
+import WaitlistStore
+import WaitlistWeb
 
 /// `waitlist course`: manages courses.
 struct CourseCommand: AsyncParsableCommand {

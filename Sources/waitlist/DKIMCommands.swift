@@ -1,6 +1,11 @@
 import ArgumentParser
 import Foundation
 import Waitlist
+import WaitlistCore
+import WaitlistDelivery
+import WaitlistMail
+import WaitlistStore
+import WaitlistWeb
 
 /// `waitlist dkim-record`: the DNS record to publish for each configured DKIM key.
 struct DKIMRecord: AsyncParsableCommand {

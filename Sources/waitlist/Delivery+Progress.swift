@@ -2,6 +2,11 @@ import Dispatch
 import Foundation
 import NIOConcurrencyHelpers
 import Waitlist
+import WaitlistCore
+import WaitlistDelivery
+import WaitlistMail
+import WaitlistStore
+import WaitlistWeb
 
 /// Shows a delivery's progress: a redrawn bar on a terminal, a plain line every few seconds otherwise.
 final class ProgressDisplay: Sendable {

@@ -1,6 +1,11 @@
 import ArgumentParser
 import Foundation
 import Waitlist
+import WaitlistCore
+import WaitlistDelivery
+import WaitlistMail
+import WaitlistStore
+import WaitlistWeb
 
 /// `waitlist export`: subscribers (confirmed ones unless `--status` says otherwise) with their consent record, to stdout.
 struct Export: AsyncParsableCommand {

@@ -1,6 +1,11 @@
 import ArgumentParser
 import Foundation
 import Waitlist
+import WaitlistCore
+import WaitlistDelivery
+import WaitlistMail
+import WaitlistStore
+import WaitlistWeb
 
 /// `waitlist forget EMAIL`: erases every trace of an address.
 struct Forget: AsyncParsableCommand {

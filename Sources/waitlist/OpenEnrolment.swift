@@ -1,6 +1,11 @@
 import ArgumentParser
 import Foundation
 import Waitlist
+import WaitlistCore
+import WaitlistDelivery
+import WaitlistMail
+import WaitlistStore
+import WaitlistWeb
 
 /// `waitlist open`: opens enrolment and mails every confirmed subscriber once.
 struct OpenEnrolment: AsyncParsableCommand {

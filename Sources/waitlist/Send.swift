@@ -1,5 +1,10 @@
 import ArgumentParser
 import Waitlist
+import WaitlistCore
+import WaitlistDelivery
+import WaitlistMail
+import WaitlistStore
+import WaitlistWeb
 
 /// `waitlist send`: delivers what is queued and due, then exits.
 struct Send: AsyncParsableCommand {

@@ -6,6 +6,11 @@ import Metrics
 import Prometheus
 import ServiceLifecycle
 import Waitlist
+import WaitlistCore
+import WaitlistDelivery
+import WaitlistMail
+import WaitlistStore
+import WaitlistWeb
 
 /// `waitlist serve`: the web service and its mail worker.
 struct Serve: AsyncParsableCommand {
@@ -27,28 +32,13 @@ struct Serve: AsyncParsableCommand {
             try runtime.database.checkIntegrity(path: runtime.settings.databasePath)
             let metrics = PrometheusCollectorRegistry()
             MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: metrics))
-            let sender = runtime.makeSender(logger: Logger(label: "waitlist.mail"))
-            let dependencies = AppDependencies(
-                settings: runtime.settings, database: runtime.database, templates: runtime.templates, metrics: metrics,
-                mailQueued: { sender.wake() })
             runtime.logger.info(
                 "Serving",
                 metadata: [
                     "address": "http://\(hostname):\(port)", "database": "\(runtime.settings.databasePath)",
                     "mail": "\(runtime.transportDescription)",
                 ])
-            var services: [any Service] = [
-                OutboxWorker(sender: sender, logger: Logger(label: "waitlist.mail")),
-                RetentionJob(database: runtime.database, logger: Logger(label: "waitlist.retention")),
-                try WALCheckpointer(database: runtime.database, logger: Logger(label: "waitlist.storage")),
-            ]
-            if let metricsAddress = runtime.settings.metricsAddress {
-                services.append(
-                    buildMetricsApplication(
-                        dependencies, hostname: metricsAddress.host, port: metricsAddress.port, logger: Logger(label: "waitlist.metrics")))
-            }
-            let app = try buildApplication(
-                dependencies, hostname: hostname, port: port, services: services, logger: Logger(label: "waitlist.http"))
+            let app = try runtime.makeService(hostname: hostname, port: port, metrics: metrics)
             do {
                 try await app.runService()
             } catch {

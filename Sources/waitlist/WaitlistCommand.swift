@@ -1,8 +1,12 @@
 import ArgumentParser
 import Foundation
-import GRDB
 import Logging
 import Waitlist
+import WaitlistCore
+import WaitlistDelivery
+import WaitlistMail
+import WaitlistStore
+import WaitlistWeb
 
 /// `waitlist`: the service and its operator's commands, all reading the same settings.
 @main
@@ -64,13 +68,13 @@ func withRuntime(signsMail: Bool = false, _ body: (Runtime) async throws -> Void
     } catch let error as WaitlistError {
         printError(error.message)
         throw exitCode(for: error)
-    } catch let error as DatabaseError {
+    } catch let error where AppDatabase.isStorageFailure(error) {
         // Never the SQL: what SQLite said, and the contract's code for it.
-        let damaged = [ResultCode.SQLITE_CORRUPT, .SQLITE_NOTADB].contains(error.resultCode)
+        let damaged = AppDatabase.isDamage(error)
         printError(
             damaged
-                ? "The database is damaged (\(error.message ?? "SQLite error")); restore it from a backup."
-                : "The database did not answer: \(error.message ?? "SQLite error \(error.resultCode.rawValue)").")
+                ? "The database is damaged (\(AppDatabase.describe(error))); restore it from a backup."
+                : "The database did not answer: \(AppDatabase.describe(error)).")
         throw damaged ? ExitStatus.data : ExitStatus.unavailable
     } catch {
         printError("waitlist failed: \(error).")

@@ -7,6 +7,11 @@ import NIOCore
 import Testing
 
 @testable import Waitlist
+@testable import WaitlistCore
+@testable import WaitlistDelivery
+@testable import WaitlistMail
+@testable import WaitlistStore
+@testable import WaitlistWeb
 
 @Suite("Abuse: rate limits, bots, origins")
 struct AbuseTests {
@@ -366,7 +371,7 @@ struct AbuseTests {
     @Test("A bounced address gets the same answer as a new one")
     func bouncedSameAnswer() async throws {
         let world = try await TestWorld.make()
-        try world.signUp("bounced@example.com")
+        try await world.signUp("bounced@example.com")
         world.transport.failNext(.permanent("550 no such user"))
         try await world.deliverAll()
         #expect(try world.database.status(courseId: 1).bounced == 1)
@@ -487,11 +492,11 @@ struct AbuseTests {
     @Test("Unconfirmed signups are deleted 7 days after their last confirmation mail; confirmed ones stay")
     func retentionPurgesUnconfirmed() async throws {
         let world = try await TestWorld.make()
-        try world.signUp("old@example.com")
+        try await world.signUp("old@example.com")
         try await world.confirmedSubscriber("kept@example.com")
         try await world.deliverAll()
         world.clock.advance(by: 6 * 24 * 3600)
-        try world.signUp("recent@example.com")
+        try await world.signUp("recent@example.com")
         try await world.deliverAll()
         #expect(try world.database.purgeUnconfirmed(now: world.clock.now).signups == 0)
         world.clock.advance(by: 24 * 3600 + 60)
@@ -511,7 +516,8 @@ struct AbuseTests {
         let path = directory.appendingPathComponent("waitlist.sqlite").path
         let world = try await TestWorld.make()
         let database = try AppDatabase.open(path: path)
-        _ = try database.subscribe(email: try EmailAddress("anna@example.com"), courseId: 1, language: .ru, client: ClientContext())
+        _ = try await database.subscribeDurably(
+            email: try EmailAddress("anna@example.com"), courseId: 1, language: .ru, client: ClientContext())
         let transport = RecordingTransport()
         let sender = OutboxSender(
             database: database, transport: transport, composer: world.composer, concurrency: 1, logger: .init(label: "test"))

@@ -3,6 +3,11 @@ import GRDB
 import Testing
 
 @testable import Waitlist
+@testable import WaitlistCore
+@testable import WaitlistDelivery
+@testable import WaitlistMail
+@testable import WaitlistStore
+@testable import WaitlistWeb
 
 extension CLIHarness {
     /// Writes the settings file Postfix's pipe finds the database through, and returns its path.
@@ -49,8 +54,8 @@ struct BounceCLITests {
     private let enrol = "https://school.example/enrol"
 
     /// Two confirmed subscribers who got the announcement; returns the settings file.
-    private func announced(_ cli: CLIHarness) throws -> String {
-        try cli.addConfirmed(["anna@example.com", "boris@example.com"])
+    private func announced(_ cli: CLIHarness) async throws -> String {
+        try await cli.addConfirmed(["anna@example.com", "boris@example.com"])
         let config = try cli.writeConfig()
         let opened = try cli.run("open", "--date", "2027-03-15", "--url", enrol, "--yes", extraEnvironment: ["WAITLIST_CONFIG": config])
         #expect(opened.status == 0, "\(opened.stderr)")
@@ -58,10 +63,10 @@ struct BounceCLITests {
     }
 
     @Test("A Postfix DSN of a permanent failure marks the subscriber bounced with the reply; later openings skip it")
-    func dsnMarksBounced() throws {
+    func dsnMarksBounced() async throws {
         let cli = try CLIHarness()
         defer { cli.cleanUp() }
-        let config = try announced(cli)
+        let config = try await announced(cli)
         let files = cli.mailFiles().count
 
         let result = try cli.pipe(
@@ -87,10 +92,10 @@ struct BounceCLITests {
     }
 
     @Test("Without a tag argument the tag is found in Delivered-To, or in To when there is none")
-    func tagFromHeaders() throws {
+    func tagFromHeaders() async throws {
         let cli = try CLIHarness()
         defer { cli.cleanUp() }
-        let config = try announced(cli)
+        let config = try await announced(cli)
         #expect(try cli.pipe(BounceMail.dsn(tag: try cli.bounceTag(of: "anna@example.com")), config: config).status == 0)
         #expect(try cli.subscriberStatus("anna@example.com") == "bounced")
         let plain = BounceMail.plain(tag: try cli.bounceTag(of: "boris@example.com").uppercased())
@@ -99,10 +104,10 @@ struct BounceCLITests {
     }
 
     @Test("A delay only counts; a forged tag, an unknown one and no tag change nothing, and all exit 0")
-    func delaysAndForgeries() throws {
+    func delaysAndForgeries() async throws {
         let cli = try CLIHarness()
         defer { cli.cleanUp() }
-        let config = try announced(cli)
+        let config = try await announced(cli)
         let tag = try cli.bounceTag(of: "anna@example.com")
         let delay = BounceMail.dsn(
             tag: tag, action: "delayed", status: "4.4.1", diagnostic: "X-Postfix; connect to mx.example.com: timed out")
@@ -125,10 +130,10 @@ struct BounceCLITests {
     }
 
     @Test("Input that is not a mail exits 65 and changes nothing")
-    func notAMail() throws {
+    func notAMail() async throws {
         let cli = try CLIHarness()
         defer { cli.cleanUp() }
-        let config = try announced(cli)
+        let config = try await announced(cli)
         for input in [[UInt8](), Array("this is no mail\n".utf8), [0, 1, 2, 255, 254]] {
             let result = try cli.pipe(input, arguments: [try cli.bounceTag(of: "anna@example.com")], config: config)
             #expect(result.status == 65)
@@ -141,7 +146,7 @@ struct BounceCLITests {
     func temporaryFailures() async throws {
         let cli = try CLIHarness()
         defer { cli.cleanUp() }
-        _ = try announced(cli)
+        _ = try await announced(cli)
         let tag = try cli.bounceTag(of: "anna@example.com")
         let dsn = BounceMail.dsn(tag: tag)
 
@@ -182,7 +187,7 @@ struct BounceEnvelopeTests {
             database: world.database,
             transport: SMTPTransport(configuration: try SMTPConfiguration(url: server.url), ehloName: "school.example"),
             composer: world.composer, concurrency: 1, logger: .init(label: "test"), bounceTags: tags, now: world.clock.function)
-        try world.signUp("anna@example.com")
+        try await world.signUp("anna@example.com")
         #expect(try await sender.run(mode: .drain).sent == 1)
 
         let received = try #require(try server.receivedMessages().first)
@@ -197,7 +202,7 @@ struct BounceEnvelopeTests {
         #expect(RawMail(received.data).header("From")?.contains("<school@school.example>") == true)
 
         // Unset: the envelope sender is the From address.
-        try world.signUp("boris@example.com")
+        try await world.signUp("boris@example.com")
         let plain = OutboxSender(
             database: world.database,
             transport: SMTPTransport(configuration: try SMTPConfiguration(url: server.url), ehloName: "school.example"),

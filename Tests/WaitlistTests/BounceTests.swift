@@ -3,6 +3,11 @@ import GRDB
 import Testing
 
 @testable import Waitlist
+@testable import WaitlistCore
+@testable import WaitlistDelivery
+@testable import WaitlistMail
+@testable import WaitlistStore
+@testable import WaitlistWeb
 
 @Suite("Bounce tags and reports")
 struct BounceTests {
@@ -138,7 +143,7 @@ struct BounceTests {
         let world = try await TestWorld.make()
         world.transport.refuse(
             ["anna@example.com"], with: .permanent("The relay refused a recipient: 550 5.1.1 <anna@example.com> no such user."))
-        try world.signUp("anna@example.com")
+        try await world.signUp("anna@example.com")
         // When her confirmation is sent
         try await world.deliverAll()
         // Then she is bounced, with the reply and without her address

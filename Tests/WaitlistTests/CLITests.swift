@@ -4,6 +4,11 @@ import GRDB
 import Testing
 
 @testable import Waitlist
+@testable import WaitlistCore
+@testable import WaitlistDelivery
+@testable import WaitlistMail
+@testable import WaitlistStore
+@testable import WaitlistWeb
 
 /// Runs the built `waitlist` binary on a temporary database and mail directory.
 struct CLIHarness {
@@ -125,10 +130,11 @@ struct CLIHarness {
     }
 
     /// Adds confirmed subscribers straight through the database, as if they had clicked their links.
-    func addConfirmed(_ addresses: [String]) throws {
+    func addConfirmed(_ addresses: [String]) async throws {
         let database = try AppDatabase.open(path: databasePath)
         for address in addresses {
-            _ = try database.subscribe(email: try EmailAddress(address), courseId: 1, language: .ru, client: ClientContext(ip: "192.0.2.1"))
+            _ = try await database.subscribeDurably(
+                email: try EmailAddress(address), courseId: 1, language: .ru, client: ClientContext(ip: "192.0.2.1"))
         }
         while case let batch = try database.claimAsSender(owner: "test", limit: 1000), !batch.isEmpty {
             for delivery in batch {
@@ -167,10 +173,10 @@ struct CLITests {
     private let enrol = "https://school.example/enrol"
 
     @Test("open mails every confirmed subscriber once; open again mails nobody; close and a new date mail everyone again")
-    func openCloseOpen() throws {
+    func openCloseOpen() async throws {
         let cli = try CLIHarness()
         defer { cli.cleanUp() }
-        try cli.addConfirmed(["anna@example.com", "boris@example.com", "vera@example.com"])
+        try await cli.addConfirmed(["anna@example.com", "boris@example.com", "vera@example.com"])
 
         let opened = try cli.run("open", "--date", "2027-03-15", "--url", enrol, "--yes")
         #expect(opened.status == 0, "\(opened.stderr)")
@@ -203,10 +209,10 @@ struct CLITests {
     }
 
     @Test("open refuses without --yes when there is no terminal, and changes nothing")
-    func openNeedsConfirmation() throws {
+    func openNeedsConfirmation() async throws {
         let cli = try CLIHarness()
         defer { cli.cleanUp() }
-        try cli.addConfirmed(["anna@example.com"])
+        try await cli.addConfirmed(["anna@example.com"])
         let result = try cli.run("open", "--date", "2027-03-15", "--url", enrol)
         #expect(result.status == 64)
         #expect(result.stderr.contains("--yes"))
@@ -216,10 +222,10 @@ struct CLITests {
     }
 
     @Test("open --dry-run prints the count and the message and changes nothing")
-    func openDryRun() throws {
+    func openDryRun() async throws {
         let cli = try CLIHarness()
         defer { cli.cleanUp() }
-        try cli.addConfirmed(["anna@example.com", "boris@example.com"])
+        try await cli.addConfirmed(["anna@example.com", "boris@example.com"])
         let result = try cli.run("open", "--date", "2027-03-15", "--url", enrol, "--dry-run")
         #expect(result.status == 0)
         #expect(result.stdout.contains("mail 2 confirmed subscribers"))
@@ -270,17 +276,18 @@ struct CLITests {
     }
 
     @Test("send delivers what is queued and exits 0; with the relay unreachable it exits 69 and keeps the mail queued")
-    func sendDeliversOrKeeps() throws {
+    func sendDeliversOrKeeps() async throws {
         let cli = try CLIHarness()
         defer { cli.cleanUp() }
         let database = try AppDatabase.open(path: cli.databasePath)
-        _ = try database.subscribe(email: try EmailAddress("anna@example.com"), courseId: 1, language: .ru, client: ClientContext())
+        _ = try await database.subscribeDurably(
+            email: try EmailAddress("anna@example.com"), courseId: 1, language: .ru, client: ClientContext())
         let unreachable = try cli.run("send", extraEnvironment: ["WAITLIST_SMTP_URL": "smtp://127.0.0.1:1"])
         #expect(unreachable.status == 69, "\(unreachable.stderr)")
         #expect(unreachable.stderr.contains("queued"))
         #expect(try database.status(courseId: 1).mailQueued == 1)
         // The retry is due 30 seconds later; move it to now, as time passing would.
-        try database.writer.write { db in try db.execute(sql: "UPDATE outbox SET nextAttemptAt = ?", arguments: [Date()]) }
+        try await database.writer.write { db in try db.execute(sql: "UPDATE outbox SET nextAttemptAt = ?", arguments: [Date()]) }
         let delivered = try cli.run("send")
         #expect(delivered.status == 0, "\(delivered.stderr)")
         #expect(cli.mailFiles().count == 1)
@@ -318,7 +325,8 @@ struct CLITests {
         let cli = try CLIHarness()
         defer { cli.cleanUp() }
         let database = try AppDatabase.open(path: cli.databasePath)
-        _ = try database.subscribe(email: try EmailAddress("anna@example.com"), courseId: 1, language: .ru, client: ClientContext())
+        _ = try await database.subscribeDurably(
+            email: try EmailAddress("anna@example.com"), courseId: 1, language: .ru, client: ClientContext())
         // A sender that froze: it holds the role for 3 more seconds and sends nothing.
         #expect(try database.takeSendingRole(owner: "frozen:1:abc", lease: 3) == nil)
         let started = Date()
@@ -342,12 +350,12 @@ struct CLITests {
     }
 
     @Test("Every command reads the settings file WAITLIST_CONFIG names; a bad file stops it with exit 64")
-    func commandsReadTheSettingsFile() throws {
+    func commandsReadTheSettingsFile() async throws {
         var cli = try CLIHarness()
         defer { cli.cleanUp() }
         let database = cli.databasePath
         cli.environment.removeValue(forKey: "WAITLIST_DATABASE")
-        _ = try AppDatabase.open(path: database).subscribe(
+        _ = try await AppDatabase.open(path: database).subscribeDurably(
             email: try EmailAddress("anna@example.com"), courseId: 1, language: .ru, client: ClientContext())
         let config = cli.directory.appendingPathComponent("waitlist.env").path
         try "# written by the operator\nWAITLIST_DATABASE=\(database)\n".write(toFile: config, atomically: true, encoding: .utf8)
@@ -398,13 +406,13 @@ struct CLITests {
     }
 
     @Test("serve refuses a damaged file at start (quick_check), and no command prints SQL for one: exit 65")
-    func damagedDatabase() throws {
+    func damagedDatabase() async throws {
         let cli = try CLIHarness()
         defer { cli.cleanUp() }
-        try cli.addConfirmed((1...300).map { "person\($0)@example.com" })
+        try await cli.addConfirmed((1...300).map { "person\($0)@example.com" })
         // Fold the WAL into the file, then overwrite pages in its middle, as a failing disk would.
         let queue = try DatabaseQueue(path: cli.databasePath)
-        try queue.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA wal_checkpoint(TRUNCATE)") }
+        try await queue.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA wal_checkpoint(TRUNCATE)") }
         try queue.close()
         let handle = try FileHandle(forUpdating: URL(fileURLWithPath: cli.databasePath))
         let length = try handle.seekToEnd()
@@ -456,10 +464,10 @@ struct CLITests {
     }
 
     @Test("export writes confirmed subscribers with their consent record; forget erases an address")
-    func exportAndForget() throws {
+    func exportAndForget() async throws {
         let cli = try CLIHarness()
         defer { cli.cleanUp() }
-        try cli.addConfirmed(["anna@example.com", "=cmd@example.com"])
+        try await cli.addConfirmed(["anna@example.com", "=cmd@example.com"])
         let csv = try cli.run("export")
         #expect(csv.status == 0)
         let lines = csv.stdout.split(separator: "\r\n")
@@ -482,10 +490,10 @@ struct CLITests {
     }
 
     @Test("backup writes a consistent copy that opens with the same data, and never overwrites")
-    func backup() throws {
+    func backup() async throws {
         let cli = try CLIHarness()
         defer { cli.cleanUp() }
-        try cli.addConfirmed(["anna@example.com"])
+        try await cli.addConfirmed(["anna@example.com"])
         let target = cli.directory.appendingPathComponent("copy.sqlite").path
         #expect(try cli.run("backup", target).status == 0)
         #expect(try AppDatabase.open(path: target).status(courseId: 1).confirmed == 1)

@@ -4,6 +4,11 @@ import HummingbirdTesting
 import Testing
 
 @testable import Waitlist
+@testable import WaitlistCore
+@testable import WaitlistDelivery
+@testable import WaitlistMail
+@testable import WaitlistStore
+@testable import WaitlistWeb
 
 @Suite("Courses in both languages")
 struct CourseWordsTests {
@@ -77,8 +82,8 @@ struct CourseWordsTests {
     @Test("English mails carry the English title in subject and body; Russian mails the Russian one")
     func mailsUseTheirLanguagesTitle() async throws {
         let world = try await TestWorld.make()
-        try world.signUp("anna@example.com", language: .en)
-        try world.signUp("boris@example.com", language: .ru)
+        try await world.signUp("anna@example.com", language: .en)
+        try await world.signUp("boris@example.com", language: .ru)
         try await world.deliverAll()
         let english = try #require(world.lastMessage(to: "anna@example.com"))
         #expect(english.subject == "Please confirm: news of “Negotiation and client relations”")

@@ -2,6 +2,11 @@ import Foundation
 import Testing
 
 @testable import Waitlist
+@testable import WaitlistCore
+@testable import WaitlistDelivery
+@testable import WaitlistMail
+@testable import WaitlistStore
+@testable import WaitlistWeb
 
 /// Relaxed canonicalisation against RFC 6376 §3.4.5, and the signer's shape.
 @Suite("DKIM")

@@ -2,6 +2,11 @@ import Foundation
 import Testing
 
 @testable import Waitlist
+@testable import WaitlistCore
+@testable import WaitlistDelivery
+@testable import WaitlistMail
+@testable import WaitlistStore
+@testable import WaitlistWeb
 
 @Suite("Pacing and protecting the relay")
 struct DeliveryGovernorTests {
@@ -157,7 +162,7 @@ struct SenderResilienceTests {
         let dead = (1...10).map { "dead\($0)@mail\($0 % 5).example" }
         let real = (1...5).map { "real\($0)@example.org" }
         world.transport.refuse(dead, with: .permanent("550 5.1.1 no such user"))
-        for address in dead + real { try world.signUp(address) }
+        for address in dead + real { try await world.signUp(address) }
         let sender = world.sender(concurrency: 2)
         let worker = Task { try await sender.run(mode: .continuous) }
         let clock = ContinuousClock()
@@ -177,7 +182,7 @@ struct SenderResilienceTests {
     @Test("A command gives up after five connection failures in a row and keeps every message queued")
     func unreachableRelayStopsCommand() async throws {
         let world = try await TestWorld.make()
-        for index in 1...20 { try world.signUp("person\(index)@example.com") }
+        for index in 1...20 { try await world.signUp("person\(index)@example.com") }
         world.transport.failNext(contentsOf: Array(repeating: .transient("connection refused"), count: 100))
         let summary = try await world.sender().run(mode: .drain)
         #expect(summary.stopReason?.contains("connection refused") == true)

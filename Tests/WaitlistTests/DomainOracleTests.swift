@@ -2,6 +2,11 @@ import Foundation
 import Testing
 
 @testable import Waitlist
+@testable import WaitlistCore
+@testable import WaitlistDelivery
+@testable import WaitlistMail
+@testable import WaitlistStore
+@testable import WaitlistWeb
 
 /// The domains of addresses against Python's `idna` package (`Tests/support/idna_oracle.py`) on a
 /// corpus: the spellings people type, and random mixes of the characters that make IDNA hard.

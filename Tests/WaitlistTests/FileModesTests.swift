@@ -3,6 +3,11 @@ import Glibc
 import Testing
 
 @testable import Waitlist
+@testable import WaitlistCore
+@testable import WaitlistDelivery
+@testable import WaitlistMail
+@testable import WaitlistStore
+@testable import WaitlistWeb
 
 /// Every file the service or its commands create is 0660 (DKIM keys 0640) and every folder made
 /// for their state 2770, whatever the umask they were started with. The umask is the process's, so

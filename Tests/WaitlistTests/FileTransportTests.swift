@@ -3,6 +3,11 @@ import Logging
 import Testing
 
 @testable import Waitlist
+@testable import WaitlistCore
+@testable import WaitlistDelivery
+@testable import WaitlistMail
+@testable import WaitlistStore
+@testable import WaitlistWeb
 
 /// Writes messages into temporary directories and checks the files, their names and the log.
 @Suite struct FileTransportTests {

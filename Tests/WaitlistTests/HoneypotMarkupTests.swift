@@ -3,6 +3,11 @@ import HummingbirdTesting
 import Testing
 
 @testable import Waitlist
+@testable import WaitlistCore
+@testable import WaitlistDelivery
+@testable import WaitlistMail
+@testable import WaitlistStore
+@testable import WaitlistWeb
 
 @Suite("Honeypot markup")
 struct HoneypotMarkupTests {

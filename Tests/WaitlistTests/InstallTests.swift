@@ -3,6 +3,11 @@ import Glibc
 import Testing
 
 @testable import Waitlist
+@testable import WaitlistCore
+@testable import WaitlistDelivery
+@testable import WaitlistMail
+@testable import WaitlistStore
+@testable import WaitlistWeb
 
 @Suite("make install")
 struct InstallTests {

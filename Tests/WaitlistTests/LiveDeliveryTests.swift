@@ -5,6 +5,11 @@ import HummingbirdTesting
 import Testing
 
 @testable import Waitlist
+@testable import WaitlistCore
+@testable import WaitlistDelivery
+@testable import WaitlistMail
+@testable import WaitlistStore
+@testable import WaitlistWeb
 
 /// The whole path over real SMTP: the service's outbox delivers through libcurl to an aiosmtpd
 /// server started by the test, and the test reads what arrived.
@@ -131,7 +136,7 @@ struct LiveDeliveryTests {
         let cli = try CLIHarness()
         defer { cli.cleanUp() }
         let addresses = (1...40).map { "person\($0)@example.com" }
-        try cli.addConfirmed(addresses)
+        try await cli.addConfirmed(addresses)
         let result = try cli.run(
             "open", "--date", "2027-03-15", "--url", "https://school.example/enrol", "--yes",
             extraEnvironment: ["WAITLIST_SMTP_URL": server.url])

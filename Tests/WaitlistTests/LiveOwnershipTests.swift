@@ -4,6 +4,11 @@ import GRDB
 import Testing
 
 @testable import Waitlist
+@testable import WaitlistCore
+@testable import WaitlistDelivery
+@testable import WaitlistMail
+@testable import WaitlistStore
+@testable import WaitlistWeb
 
 /// Several `waitlist` processes on one database, as an instructor and an operator run them: the
 /// server's worker always, `open`, and a `send` or two started while the relay has a bad spell.

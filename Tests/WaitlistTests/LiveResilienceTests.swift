@@ -3,6 +3,11 @@ import Glibc
 import Testing
 
 @testable import Waitlist
+@testable import WaitlistCore
+@testable import WaitlistDelivery
+@testable import WaitlistMail
+@testable import WaitlistStore
+@testable import WaitlistWeb
 
 /// Crashes, outages and refusals over real SMTP: `waitlist` processes against aiosmtpd servers
 /// started by the tests. Each test states what must hold whatever happens on the way.

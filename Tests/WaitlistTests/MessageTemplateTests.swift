@@ -2,6 +2,11 @@ import Foundation
 import Testing
 
 @testable import Waitlist
+@testable import WaitlistCore
+@testable import WaitlistDelivery
+@testable import WaitlistMail
+@testable import WaitlistStore
+@testable import WaitlistWeb
 
 /// Messages written into a template must be, byte for byte, what the renderer makes of the whole
 /// message: the template is only a faster way to the same bytes.

@@ -4,6 +4,11 @@ import NIOConcurrencyHelpers
 import Testing
 
 @testable import Waitlist
+@testable import WaitlistCore
+@testable import WaitlistDelivery
+@testable import WaitlistMail
+@testable import WaitlistStore
+@testable import WaitlistWeb
 
 @Suite("Queuing an opening in chunks")
 struct OpeningQueueTests {

@@ -4,15 +4,20 @@ import NIOConcurrencyHelpers
 import Testing
 
 @testable import Waitlist
+@testable import WaitlistCore
+@testable import WaitlistDelivery
+@testable import WaitlistMail
+@testable import WaitlistStore
+@testable import WaitlistWeb
 
 @Suite("Opening enrolment and delivering the outbox")
 struct OutboxTests {
     private let enrol = "https://school.example/enrol"
 
     /// A database where anna@example.com signed up at `moment`: one confirmation queued.
-    private func databaseWithOneSignup(at moment: Date) throws -> AppDatabase {
+    private func databaseWithOneSignup(at moment: Date) async throws -> AppDatabase {
         let database = try AppDatabase.inMemory()
-        _ = try database.subscribe(
+        _ = try await database.subscribeDurably(
             email: try EmailAddress("anna@example.com"), courseId: 1, language: .ru, client: ClientContext(), now: moment)
         return database
     }
@@ -25,7 +30,7 @@ struct OutboxTests {
         try await world.confirmedSubscriber("boris@example.com", language: .en)
         try await world.confirmedSubscriber("left@example.com")
         _ = try world.database.unsubscribe(try world.token("unsubscribe", sentTo: "left@example.com"))
-        try world.signUp("pending@example.com")
+        try await world.signUp("pending@example.com")
         try await world.deliverAll()
         let before = world.transport.messages.count
         // When enrolment opens
@@ -155,8 +160,8 @@ struct OutboxTests {
     func confirmationContent() async throws {
         var world = try await TestWorld.make()
         world.settings.baseURL = "https://waitlist.example.org"
-        try world.signUp("anna@example.com")
-        try world.signUp("boris@example.com", language: .en)
+        try await world.signUp("anna@example.com")
+        try await world.signUp("boris@example.com", language: .en)
         try await world.deliverAll()
         let russian = try #require(world.lastMessage(to: "anna@example.com"))
         #expect(russian.text.contains("https://waitlist.example.org/confirm/"))
@@ -173,7 +178,7 @@ struct OutboxTests {
     func transientFailureIsRetried() async throws {
         let world = try await TestWorld.make()
         world.transport.failNext(.transient("451 try again later"))
-        try world.signUp("anna@example.com")
+        try await world.signUp("anna@example.com")
         let first = try await world.deliverAll()
         #expect(first.retried == 1)
         #expect(first.leftQueued == 1)
@@ -202,13 +207,13 @@ struct OutboxTests {
         #expect(status.bounced == 1)
         #expect(status.mailFailed == 1)
         #expect(status.mailQueued == 0)
-        #expect(try world.signUp("anna@example.com") == .suppressed)
+        #expect(try await world.signUp("anna@example.com") == .suppressed)
     }
 
     @Test("A message still failing after three days is given up")
-    func givesUpAfterThreeDays() throws {
+    func givesUpAfterThreeDays() async throws {
         let start = Date(timeIntervalSince1970: 1_800_000_000)
-        let database = try databaseWithOneSignup(at: start)
+        let database = try await databaseWithOneSignup(at: start)
         var now = start
         var state = OutboxState.queued
         var attempts = 0
@@ -228,9 +233,9 @@ struct OutboxTests {
     // MARK: - Unsubscribe links
 
     @Test("A retried mail gets a new link, and the earlier attempt's link, which may have arrived, keeps working")
-    func earlierAttemptsLinkKeepsWorking() throws {
+    func earlierAttemptsLinkKeepsWorking() async throws {
         let now = Date(timeIntervalSince1970: 1_800_000_000)
-        let database = try databaseWithOneSignup(at: now)
+        let database = try await databaseWithOneSignup(at: now)
         let first = try #require(try database.claimAsSender(owner: "test", limit: 1, now: now).first)
         // The relay timed out after the message's end: it may or may not have taken it.
         try database.markFailed(id: first.outboxId, error: .transient("timed out"), owner: "test", now: now)
@@ -334,18 +339,18 @@ struct OutboxTests {
     }
 
     @Test("A message recorded sent by a sender that died is never claimed again; the next claim marks it sent")
-    func recordedMessageIsNotClaimedAgain() throws {
+    func recordedMessageIsNotClaimedAgain() async throws {
         let now = Date(timeIntervalSince1970: 1_800_000_000)
-        let database = try databaseWithOneSignup(at: now)
+        let database = try await databaseWithOneSignup(at: now)
         let claimed = try #require(try database.claimAsSender(owner: "dead", limit: 10, now: now).first)
         try database.recordSent(ids: [claimed.outboxId], now: now.addingTimeInterval(1))
 
         // Long after the dead sender's lease ran out.
         #expect(try database.claimAsSender(owner: "alive", limit: 10, now: now.addingTimeInterval(3600)).isEmpty)
-        let row = try database.writer.read { db in try OutboxMessage.fetchOne(db, key: claimed.outboxId) }
+        let row = try await database.writer.read { db in try OutboxMessage.fetchOne(db, key: claimed.outboxId) }
         #expect(row?.state == .sent)
         #expect(row?.sentAt == now.addingTimeInterval(1))
-        #expect(try database.writer.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM outbox_sent") } == 0)
+        #expect(try await database.writer.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM outbox_sent") } == 0)
     }
 
     @Test("Closing enrolment cancels what is queued, but an announcement recorded sent stays sent")
@@ -379,9 +384,9 @@ struct OutboxTests {
     // MARK: - The sending role
 
     @Test("The sending role left by a sender that died is taken over once its lease runs out, and not before")
-    func expiredRoleIsTakenOver() throws {
+    func expiredRoleIsTakenOver() async throws {
         let now = Date(timeIntervalSince1970: 1_800_000_000)
-        let database = try databaseWithOneSignup(at: now)
+        let database = try await databaseWithOneSignup(at: now)
         let first = try database.claimAsSender(owner: "dead", limit: 10, now: now)
         #expect(first.count == 1)
         #expect(try database.takeSendingRole(owner: "alive", lease: 60, now: now.addingTimeInterval(59))?.owner == "dead")
@@ -398,9 +403,9 @@ struct OutboxTests {
     }
 
     @Test("Claims unsent at a stop are given back: no attempt counted, and the token made for them is dropped")
-    func unsentClaimsAreGivenBack() throws {
+    func unsentClaimsAreGivenBack() async throws {
         let now = Date(timeIntervalSince1970: 1_800_000_000)
-        let database = try databaseWithOneSignup(at: now)
+        let database = try await databaseWithOneSignup(at: now)
         let claimed = try database.claimAsSender(owner: "me", limit: 10, now: now)
         try database.releaseClaims(ids: claimed.map(\.outboxId), owner: "me", now: now)
         let row = try database.writer.read { db in try Row.fetchOne(db, sql: "SELECT attempts, unsubscribeHash FROM outbox") }
@@ -422,7 +427,7 @@ struct OutboxTests {
         let second = try AppDatabase.open(path: path)
         let world = try await TestWorld.make()
         for index in 0..<300 {
-            _ = try first.subscribe(
+            _ = try await first.subscribeDurably(
                 email: try EmailAddress("person\(index)@example.com"), courseId: 1, language: .ru, client: ClientContext())
         }
         let transport = RecordingTransport()
@@ -445,7 +450,7 @@ struct OutboxTests {
     private func startGatedSender(passing: Int) async throws -> (AppDatabase, GatedTransport, Task<OutboxSender.Summary, any Error>) {
         let database = try AppDatabase.inMemory()
         for index in 0..<40 {
-            _ = try database.subscribe(
+            _ = try await database.subscribeDurably(
                 email: try EmailAddress("person\(index)@example.com"), courseId: 1, language: .ru, client: ClientContext())
         }
         let world = try await TestWorld.make()

@@ -5,6 +5,11 @@ import HummingbirdTesting
 import Testing
 
 @testable import Waitlist
+@testable import WaitlistCore
+@testable import WaitlistDelivery
+@testable import WaitlistMail
+@testable import WaitlistStore
+@testable import WaitlistWeb
 
 @Suite("Routes")
 struct RouteTests {
@@ -145,7 +150,7 @@ struct RouteTests {
     func sameAnswerWhoeverSignsUp() async throws {
         let world = try await TestWorld.make()
         try await world.confirmedSubscriber("confirmed@example.com")
-        try world.signUp("pending@example.com")
+        try await world.signUp("pending@example.com")
         try await world.confirmedSubscriber("left@example.com")
         let leftToken = try world.token("unsubscribe", sentTo: "left@example.com")
         _ = try world.database.unsubscribe(leftToken)
@@ -295,7 +300,7 @@ struct RouteTests {
         _ = try world.database.unsubscribe(try world.token("unsubscribe", sentTo: "anna@example.com"), now: world.clock.now)
         // And a signup of her address by someone else a day later, whose confirmation went out
         world.clock.advance(by: AppDatabase.confirmationInterval + 1)
-        try world.signUp("anna@example.com")
+        try await world.signUp("anna@example.com")
         try await world.deliverAll()
         try await world.application().test(.router) { client async throws in
             // When the earlier link is opened and its button pressed
@@ -373,9 +378,11 @@ struct RouteTests {
     func metricsListener() async throws {
         let world = try await TestWorld.make()
         try await world.confirmedSubscriber("vera@example.com")
-        try world.signUp("anna@example.com")
-        try world.signUp("boris@example.com")
-        let dependencies = AppDependencies(settings: world.settings, database: world.database, templates: world.templates)
+        try await world.signUp("anna@example.com")
+        try await world.signUp("boris@example.com")
+        let dependencies = AppDependencies(
+            settings: world.settings, database: world.database, templates: world.templates,
+            publicDirectory: try world.settings.staticFilesDirectory())
         try await Application(router: buildMetricsRouter(dependencies)).test(.router) { client async throws in
             let response = try await client.get("/metrics")
             #expect(response.status == .ok)

@@ -3,6 +3,11 @@ import NIOConcurrencyHelpers
 import Testing
 
 @testable import Waitlist
+@testable import WaitlistCore
+@testable import WaitlistDelivery
+@testable import WaitlistMail
+@testable import WaitlistStore
+@testable import WaitlistWeb
 
 /// Parsing of `WAITLIST_SMTP_URL`; no network.
 @Suite struct SMTPConfigurationTests {

@@ -4,6 +4,11 @@ import NIOConcurrencyHelpers
 import Testing
 
 @testable import Waitlist
+@testable import WaitlistCore
+@testable import WaitlistDelivery
+@testable import WaitlistMail
+@testable import WaitlistStore
+@testable import WaitlistWeb
 
 /// The ownership protocol itself: two senders on one database, a scripted relay and a clock the
 /// test moves, with the first sender frozen or crashed at every step between a claim and its

@@ -4,6 +4,11 @@ import GRDB
 import Testing
 
 @testable import Waitlist
+@testable import WaitlistCore
+@testable import WaitlistDelivery
+@testable import WaitlistMail
+@testable import WaitlistStore
+@testable import WaitlistWeb
 
 @Suite("Signups, confirmation and unsubscribing in the database")
 struct SignupDatabaseTests {
@@ -20,7 +25,7 @@ struct SignupDatabaseTests {
         // Given a fresh database
         let world = try await TestWorld.make()
         // When an address signs up
-        let outcome = try world.signUp("anna@example.com")
+        let outcome = try await world.signUp("anna@example.com")
         // Then it is pending with one confirmation queued, in the same transaction
         #expect(outcome == .confirmationQueued)
         let status = try world.database.status(courseId: try world.course.id!)
@@ -31,25 +36,25 @@ struct SignupDatabaseTests {
     @Test("Signing up again within 24 hours sends nothing; after 24 hours one more; never more than three")
     func confirmationsAreThrottled() async throws {
         let world = try await TestWorld.make()
-        #expect(try world.signUp("anna@example.com") == .confirmationQueued)
-        for _ in 0..<10 { #expect(try world.signUp("ANNA@example.com") == .throttled) }
+        #expect(try await world.signUp("anna@example.com") == .confirmationQueued)
+        for _ in 0..<10 { #expect(try await world.signUp("ANNA@example.com") == .throttled) }
         world.clock.advance(by: 24 * 3600 + 1)
-        #expect(try world.signUp("anna@example.com") == .confirmationQueued)
+        #expect(try await world.signUp("anna@example.com") == .confirmationQueued)
         world.clock.advance(by: 24 * 3600 + 1)
-        #expect(try world.signUp("anna@example.com") == .confirmationQueued)
+        #expect(try await world.signUp("anna@example.com") == .confirmationQueued)
         world.clock.advance(by: 24 * 3600 + 1)
-        #expect(try world.signUp("anna@example.com") == .throttled)
+        #expect(try await world.signUp("anna@example.com") == .throttled)
         #expect(try world.database.status(courseId: try world.course.id!).mailQueued == 3)
     }
 
     @Test("The 24 hours run to the second: a signup a second before they are up sends nothing, one a second after sends")
     func throttleEndsAfterExactly24Hours() async throws {
         let world = try await TestWorld.make()
-        #expect(try world.signUp("anna@example.com") == .confirmationQueued)
+        #expect(try await world.signUp("anna@example.com") == .confirmationQueued)
         world.clock.advance(by: AppDatabase.confirmationInterval - 1)
-        #expect(try world.signUp("anna@example.com") == .throttled)
+        #expect(try await world.signUp("anna@example.com") == .throttled)
         world.clock.advance(by: 2)
-        #expect(try world.signUp("anna@example.com") == .confirmationQueued)
+        #expect(try await world.signUp("anna@example.com") == .confirmationQueued)
     }
 
     @Test("A confirmed address gets nothing more when it signs up again")
@@ -57,14 +62,14 @@ struct SignupDatabaseTests {
         let world = try await TestWorld.make()
         try await world.confirmedSubscriber("anna@example.com")
         world.clock.advance(by: 48 * 3600)
-        #expect(try world.signUp("anna@example.com") == .alreadyConfirmed)
+        #expect(try await world.signUp("anna@example.com") == .alreadyConfirmed)
         #expect(try world.database.backlog(now: world.clock.now).isEmpty)
     }
 
     @Test("The confirmation link confirms, and a second click changes nothing")
     func confirmationTokenConfirms() async throws {
         let world = try await TestWorld.make()
-        try world.signUp("anna@example.com")
+        try await world.signUp("anna@example.com")
         try await world.deliverAll()
         let message = try #require(world.lastMessage(to: "anna@example.com"))
         let token = try #require(world.linkToken("confirm", in: message))
@@ -160,8 +165,8 @@ struct SignupDatabaseTests {
         for slug in ["pricing", "sales", "service"] {
             courses.append(try world.database.addCourse(slug: slug, title: slug).id!)
         }
-        func signUp(for courseId: Int64) throws -> SignupOutcome {
-            try world.database.subscribe(
+        func signUp(for courseId: Int64) async throws -> SignupOutcome {
+            try await world.database.subscribeDurably(
                 email: try EmailAddress("anna@example.com"), courseId: courseId, language: .ru, client: ClientContext(),
                 now: world.clock.now)
         }
@@ -169,7 +174,7 @@ struct SignupDatabaseTests {
         let start = world.clock.now
         var outcomes: [SignupOutcome] = []
         for courseId in courses {
-            outcomes.append(try signUp(for: courseId))
+            outcomes.append(try await signUp(for: courseId))
             world.clock.advance(by: 5)
         }
         try await world.deliverAll()
@@ -178,21 +183,21 @@ struct SignupDatabaseTests {
         #expect(world.transport.messages.count == 3)
         // And once the first mail is a day old, the fourth course's signup gets its confirmation
         world.clock.advance(by: start.addingTimeInterval(AppDatabase.confirmationInterval + 1).timeIntervalSince(world.clock.now))
-        #expect(try signUp(for: courses[3]) == .confirmationQueued)
+        #expect(try await signUp(for: courses[3]) == .confirmationQueued)
     }
 
     @Test("After unconfirmed signups are purged, the cap of three confirmation mails per address and course still holds")
     func perCourseCapOutlivesThePurge() async throws {
         // Given an address that got one confirmation and never confirmed, purged after 7 days
         let world = try await TestWorld.make()
-        #expect(try world.signUp("anna@example.com") == .confirmationQueued)
+        #expect(try await world.signUp("anna@example.com") == .confirmationQueued)
         try await world.deliverAll()
         world.clock.advance(by: AppDatabase.unconfirmedRetention + 60)
         #expect(try world.database.purgeUnconfirmed(now: world.clock.now).signups == 1)
         // When it is signed up again, day after day
         var outcomes: [SignupOutcome] = []
         for _ in 0..<3 {
-            outcomes.append(try world.signUp("ANNA@example.com"))
+            outcomes.append(try await world.signUp("ANNA@example.com"))
             try await world.deliverAll()
             world.clock.advance(by: AppDatabase.confirmationInterval + 1)
         }
@@ -202,7 +207,7 @@ struct SignupDatabaseTests {
         // And after the next purge too
         world.clock.advance(by: AppDatabase.unconfirmedRetention)
         #expect(try world.database.purgeUnconfirmed(now: world.clock.now).signups == 1)
-        #expect(try world.signUp("anna@example.com") == .throttled)
+        #expect(try await world.signUp("anna@example.com") == .throttled)
     }
 
     @Test("A purged signup leaves only a keyed hash of its address, its course and a count, kept for a year after its last mail")
@@ -210,7 +215,7 @@ struct SignupDatabaseTests {
         // Given an address that got its three confirmations and never confirmed
         let world = try await TestWorld.make()
         for _ in 0..<3 {
-            try world.signUp("anna@example.com")
+            try await world.signUp("anna@example.com")
             try await world.deliverAll()
             world.clock.advance(by: AppDatabase.confirmationInterval + 1)
         }
@@ -226,12 +231,12 @@ struct SignupDatabaseTests {
         #expect(kept.first?["courseId"] as Int64? == 1)
         #expect(kept.first?["mails"] as Int? == 3)
         #expect(!kept.description.contains("anna"))
-        #expect(try world.signUp("anna@example.com") == .throttled)
+        #expect(try await world.signUp("anna@example.com") == .throttled)
         // And a year after its last mail the count is gone, and the address may be mailed again
         world.clock.advance(by: AppDatabase.purgedConfirmationsRetention)
         try world.database.purgeUnconfirmed(now: world.clock.now)
         #expect(try await world.database.writer.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM purged_confirmations") } == 0)
-        #expect(try world.signUp("anna@example.com") == .confirmationQueued)
+        #expect(try await world.signUp("anna@example.com") == .confirmationQueued)
     }
 
     @Test("Once an address confirms, its purged signups' mails no longer count against it")
@@ -239,7 +244,7 @@ struct SignupDatabaseTests {
         // Given an address purged after two unanswered confirmations
         let world = try await TestWorld.make()
         for _ in 0..<2 {
-            try world.signUp("anna@example.com")
+            try await world.signUp("anna@example.com")
             try await world.deliverAll()
             world.clock.advance(by: AppDatabase.confirmationInterval + 1)
         }
@@ -254,7 +259,7 @@ struct SignupDatabaseTests {
         var outcomes: [SignupOutcome] = []
         for _ in 0..<4 {
             world.clock.advance(by: AppDatabase.confirmationInterval + 1)
-            outcomes.append(try world.signUp("anna@example.com"))
+            outcomes.append(try await world.signUp("anna@example.com"))
         }
         // Then it gets three confirmations since it confirmed, as any address does
         #expect(outcomes == [.confirmationQueued, .confirmationQueued, .confirmationQueued, .throttled])
@@ -265,8 +270,8 @@ struct SignupDatabaseTests {
         // Given an address purged after its three unanswered confirmations, and another one
         let world = try await TestWorld.make()
         for _ in 0..<3 {
-            try world.signUp("anna@example.com")
-            try world.signUp("boris@example.com")
+            try await world.signUp("anna@example.com")
+            try await world.signUp("boris@example.com")
             try await world.deliverAll()
             world.clock.advance(by: AppDatabase.confirmationInterval + 1)
         }
@@ -276,8 +281,8 @@ struct SignupDatabaseTests {
         #expect(try world.database.forget(email: " Anna@Example.com") == 1)
         // Then its count is gone, the other's stays, and it may sign up as a new address
         #expect(try await world.database.writer.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM purged_confirmations") } == 1)
-        #expect(try world.signUp("anna@example.com") == .confirmationQueued)
-        #expect(try world.signUp("boris@example.com") == .throttled)
+        #expect(try await world.signUp("anna@example.com") == .confirmationQueued)
+        #expect(try await world.signUp("boris@example.com") == .throttled)
     }
 
     @Test("A signup runs the same statements whatever the address's state: new, pending, throttled, confirmed, unsubscribed, bounced")
@@ -292,9 +297,9 @@ struct SignupDatabaseTests {
         }
         let database = try AppDatabase(DatabaseQueue(configuration: configuration))
         let clock = TestClock()
-        func signUp(_ address: String) throws -> (SignupOutcome, [String]) {
+        func signUp(_ address: String) async throws -> (SignupOutcome, [String]) {
             statements.withLockedValue { $0 = [] }
-            let outcome = try database.subscribe(
+            let outcome = try await database.subscribeDurably(
                 email: try EmailAddress(address), courseId: 1, language: .ru, client: ClientContext(ip: "192.0.2.1"), now: clock.now)
             return (outcome, statements.withLockedValue { $0 })
         }
@@ -305,23 +310,23 @@ struct SignupDatabaseTests {
                     arguments: [status, status == "pending" ? nil : clock.now, status == "bounced" ? clock.now : nil, address])
             }
         }
-        let (new, work) = try signUp("anna@example.com")
+        let (new, work) = try await signUp("anna@example.com")
         #expect(new == .confirmationQueued)
         #expect(work.contains { $0.hasPrefix("INSERT INTO subscriber") })
-        let (throttled, throttledWork) = try signUp("anna@example.com")
+        let (throttled, throttledWork) = try await signUp("anna@example.com")
         #expect(throttled == .throttled)
         clock.advance(by: AppDatabase.confirmationInterval + 1)
-        let (again, againWork) = try signUp("anna@example.com")
+        let (again, againWork) = try await signUp("anna@example.com")
         #expect(again == .confirmationQueued)
         try await setStatus("confirmed", of: "anna@example.com")
-        let (confirmed, confirmedWork) = try signUp("anna@example.com")
+        let (confirmed, confirmedWork) = try await signUp("anna@example.com")
         #expect(confirmed == .alreadyConfirmed)
         try await setStatus("unsubscribed", of: "anna@example.com")
         clock.advance(by: 1)
-        let (unsubscribed, unsubscribedWork) = try signUp("anna@example.com")
+        let (unsubscribed, unsubscribedWork) = try await signUp("anna@example.com")
         #expect(unsubscribed == .confirmationQueued)
         try await setStatus("bounced", of: "anna@example.com")
-        let (bounced, bouncedWork) = try signUp("anna@example.com")
+        let (bounced, bouncedWork) = try await signUp("anna@example.com")
         #expect(bounced == .suppressed)
         for other in [throttledWork, againWork, confirmedWork, unsubscribedWork, bouncedWork] {
             #expect(other == work)
@@ -332,7 +337,7 @@ struct SignupDatabaseTests {
     func consentRecordKeepsEveryEvent() async throws {
         let world = try await TestWorld.make()
         let first = ClientContext(source: "https://school.example/a", ip: "192.0.2.1", userAgent: "First")
-        _ = try world.database.subscribe(
+        _ = try await world.database.subscribeDurably(
             email: try EmailAddress("anna@example.com"), courseId: 1, language: .ru, client: first, now: world.clock.now)
         try await world.deliverAll()
         let token = try world.token("confirm", sentTo: "anna@example.com")
@@ -340,7 +345,7 @@ struct SignupDatabaseTests {
         _ = try world.database.unsubscribe(try world.token("unsubscribe", sentTo: "anna@example.com"), now: world.clock.now)
         world.clock.advance(by: AppDatabase.confirmationInterval)
         let second = ClientContext(source: "https://school.example/b", ip: "192.0.2.3", userAgent: "Third")
-        _ = try world.database.subscribe(
+        _ = try await world.database.subscribeDurably(
             email: try EmailAddress("anna@example.com"), courseId: 1, language: .ru, client: second, now: world.clock.now)
 
         let events = try world.database.consentEvents(email: "anna@example.com")
@@ -353,7 +358,7 @@ struct SignupDatabaseTests {
     @Test("A confirmation link expires after 7 days")
     func confirmationTokenExpires() async throws {
         let world = try await TestWorld.make()
-        try world.signUp("anna@example.com")
+        try await world.signUp("anna@example.com")
         try await world.deliverAll()
         let message = try #require(world.lastMessage(to: "anna@example.com"))
         let token = try #require(world.linkToken("confirm", in: message))
@@ -375,7 +380,7 @@ struct SignupDatabaseTests {
     @Test("The database keeps only token hashes, never a token in clear")
     func tokensAreStoredHashed() async throws {
         let world = try await TestWorld.make()
-        try world.signUp("anna@example.com")
+        try await world.signUp("anna@example.com")
         try await world.deliverAll()
         let message = try #require(world.lastMessage(to: "anna@example.com"))
         let confirm = try #require(world.linkToken("confirm", in: message))
@@ -419,7 +424,7 @@ struct SignupDatabaseTests {
     func forgetErasesEverything() async throws {
         let world = try await TestWorld.make()
         try await world.confirmedSubscriber("anna@example.com")
-        try world.signUp("boris@example.com")
+        try await world.signUp("boris@example.com")
         #expect(try world.database.forget(email: "ANNA@example.com ") == 1)
         let remaining = try await world.database.writer.read { db in
             (
@@ -438,7 +443,7 @@ struct SignupDatabaseTests {
     @Test("The schema refuses a second subscriber row for the same address and course")
     func schemaEnforcesUniqueAddress() async throws {
         let world = try await TestWorld.make()
-        try world.signUp("anna@example.com")
+        try await world.signUp("anna@example.com")
         #expect(throws: DatabaseError.self) {
             try world.database.writer.write { db in
                 try db.execute(

@@ -8,6 +8,11 @@ import NIOConcurrencyHelpers
 import Testing
 
 @testable import Waitlist
+@testable import WaitlistCore
+@testable import WaitlistDelivery
+@testable import WaitlistMail
+@testable import WaitlistStore
+@testable import WaitlistWeb
 
 /// Another process holding SQLite's write lock on a database file: Python's sqlite3 in
 /// `BEGIN IMMEDIATE` until ``release()``.
@@ -323,13 +328,14 @@ struct StorageTests {
         let said = await onOwnThread { output.read(until: "cycling", timeout: .seconds(30)) }
         try #require(said.contains("cycling"))
         // When ten signups are written one after another, each at another moment of the cycle
+        // (the signup writer's own transaction, on a thread of its own, so that the wait measured
+        // is the database's and not that of a cooperative thread busy with other tests)
         let waits = await onOwnThread {
             (0..<10).map { index -> Duration in
                 Thread.sleep(forTimeInterval: .random(in: 0...0.1))
                 let clock = ContinuousClock()
                 let started = clock.now
-                _ = try? database.subscribe(
-                    email: try EmailAddress("gap\(index)@example.com"), courseId: courseId, language: .ru, client: ClientContext())
+                _ = try? SignupWriter.writeTogether([pendingSignup("gap\(index)@example.com", courseId: courseId)], to: database.writer)
                 return started.duration(to: clock.now)
             }
         }
@@ -364,13 +370,13 @@ struct StorageTests {
             }
         }
         let announcements = "SELECT count(*) FROM outbox WHERE kind = 'announcement'"
-        // When a signup comes meanwhile (all on a thread of its own: the cooperative pool of a
-        // machine busy with the other tests may keep a task waiting for longer than `open` takes)
+        // When a signup comes meanwhile, in the signup writer's transaction (on a thread of its own:
+        // the cooperative pool of a machine busy with the other tests may keep a task waiting for
+        // longer than `open` takes)
         let answered = await onOwnThread {
             Result { () throws -> Int in
                 while try server.writer.read({ db in try Int.fetchOne(db, sql: announcements) ?? 0 }) == 0 { usleep(1000) }
-                _ = try server.subscribe(
-                    email: try EmailAddress("late@example.com"), courseId: courseId, language: .ru, client: ClientContext())
+                _ = try SignupWriter.writeTogether([pendingSignup("late@example.com", courseId: courseId)], to: server.writer)
                 return try server.writer.read { db in try Int.fetchOne(db, sql: announcements) ?? 0 }
             }
         }
@@ -644,4 +650,9 @@ private final class WritingLoop: Sendable {
     func committed() {
         state.withLockedValue { $0.commits += 1 }
     }
+}
+
+/// A signup as the API hands it to the signup writer.
+private func pendingSignup(_ address: String, courseId: Int64) throws -> PendingSignup {
+    PendingSignup(email: try EmailAddress(address), course: .id(courseId), stamp: nil, language: .ru, client: ClientContext(), now: Date())
 }

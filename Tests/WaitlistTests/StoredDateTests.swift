@@ -3,6 +3,11 @@ import GRDB
 import Testing
 
 @testable import Waitlist
+@testable import WaitlistCore
+@testable import WaitlistDelivery
+@testable import WaitlistMail
+@testable import WaitlistStore
+@testable import WaitlistWeb
 
 /// The sender's fast date text must be GRDB's, or stored dates would no longer compare.
 @Suite struct StoredDateTests {

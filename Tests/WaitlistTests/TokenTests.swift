@@ -3,6 +3,11 @@ import Foundation
 import Testing
 
 @testable import Waitlist
+@testable import WaitlistCore
+@testable import WaitlistDelivery
+@testable import WaitlistMail
+@testable import WaitlistStore
+@testable import WaitlistWeb
 
 @Suite("Tokens")
 struct TokenTests {

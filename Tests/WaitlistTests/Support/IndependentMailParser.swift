@@ -1,6 +1,11 @@
 import Foundation
 
 @testable import Waitlist
+@testable import WaitlistCore
+@testable import WaitlistDelivery
+@testable import WaitlistMail
+@testable import WaitlistStore
+@testable import WaitlistWeb
 
 // MARK: - An independent parser
 

@@ -5,12 +5,18 @@ import HummingbirdTesting
 import NIOCore
 
 @testable import Waitlist
+@testable import WaitlistCore
+@testable import WaitlistDelivery
+@testable import WaitlistMail
+@testable import WaitlistStore
+@testable import WaitlistWeb
 
 extension TestWorld {
     /// The application as `serve` builds it, on this world's database and clock, without a socket.
     func application(settings: Settings? = nil) throws -> some ApplicationProtocol {
         let dependencies = AppDependencies(
-            settings: settings ?? self.settings, database: database, templates: templates, now: clock.function)
+            settings: settings ?? self.settings, database: database, templates: templates,
+            publicDirectory: try (settings ?? self.settings).staticFilesDirectory(), now: clock.function)
         return Application(router: try buildRouter(dependencies))
     }
 }

@@ -4,6 +4,11 @@ import NIOConcurrencyHelpers
 import Testing
 
 @testable import Waitlist
+@testable import WaitlistCore
+@testable import WaitlistDelivery
+@testable import WaitlistMail
+@testable import WaitlistStore
+@testable import WaitlistWeb
 
 /// A clock tests move by hand.
 final class TestClock: Sendable {
@@ -130,10 +135,11 @@ struct TestWorld {
             now: clock.function)
     }
 
-    /// Signs an address up as a visitor would, through the database.
+    /// Signs an address up as a visitor's form does: through the signup writer, answered once
+    /// the signup is committed.
     @discardableResult
-    func signUp(_ address: String, language: Language = .ru) throws -> SignupOutcome {
-        try database.subscribe(
+    func signUp(_ address: String, language: Language = .ru) async throws -> SignupOutcome {
+        try await database.subscribeDurably(
             email: try EmailAddress(address), courseId: try course.id!, language: language, client: ClientContext(), now: clock.now)
     }
 
@@ -156,14 +162,14 @@ struct TestWorld {
 
     /// Signs up and delivers the confirmation; returns the token of its confirm link.
     func pendingSubscriber(_ address: String) async throws -> Token {
-        try signUp(address)
+        try await signUp(address)
         try await deliverAll()
         return try token("confirm", sentTo: address)
     }
 
     /// Signs up, delivers the confirmation and confirms through its link.
     func confirmedSubscriber(_ address: String, language: Language = .ru) async throws {
-        try signUp(address, language: language)
+        try await signUp(address, language: language)
         try await deliverAll()
         let message = try #require(lastMessage(to: address))
         let token = try #require(linkToken("confirm", in: message))
