@@ -158,7 +158,7 @@ extension AppDatabase {
         guard !ids.isEmpty else { return }
         try writer.writeWithoutTransaction { db in
             try db.cachedStatement(sql: "PRAGMA synchronous = NORMAL").execute()
-            defer { try? db.cachedStatement(sql: "PRAGMA synchronous = FULL").execute() }
+            defer { Self.restoreFullSync(db) }
             try db.inTransaction(.immediate) {
                 let record = try db.cachedStatement(sql: "INSERT OR REPLACE INTO outbox_sent (outboxId, sentAt) VALUES (?, ?)")
                 let nowValue = StoredDate.value(now)
@@ -166,6 +166,29 @@ extension AppDatabase {
                 return .commit
             }
         }
+    }
+
+    /// Sets the writer's `synchronous` back to `FULL` before anything else is written on it: the
+    /// next write may be a signup answered `202`, which must be on the disk. The writer runs one
+    /// call at a time, and this one holds it until the setting is back.
+    ///
+    /// Setting the pragma only changes a flag of the connection (no I/O, no lock); it can fail
+    /// only when the connection is interrupted at that moment, which passes, so it is tried again
+    /// for up to a second. Should it still fail, the process stops (`preconditionFailure`) rather
+    /// than answer a signup it may lose: everything committed before is on the disk, and the
+    /// service manager starts the process again with new connections.
+    private static func restoreFullSync(_ db: Database) {
+        var lastError: (any Error)?
+        for _ in 0..<1000 {
+            do {
+                try db.cachedStatement(sql: "PRAGMA synchronous = FULL").execute()
+                return
+            } catch {
+                lastError = error
+                usleep(1000)
+            }
+        }
+        preconditionFailure("The database writer cannot sync its commits again (\(describe(lastError!))): stopping rather than lose signups.")
     }
 
     /// Marks every row recorded by ``recordSent(ids:now:)`` sent, and clears the records.

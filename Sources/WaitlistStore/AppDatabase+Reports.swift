@@ -117,17 +117,29 @@ extension AppDatabase {
         }
     }
 
+    /// What ``forget(email:)`` erased.
+    public struct Erasure: Sendable, Equatable {
+        /// Subscriptions erased (a count kept of a purged signup is what remained of one, and counts as one).
+        public var subscriptions: Int
+        /// Whether the write-ahead log was folded into the file and emptied, so that no copy of the
+        /// erased rows is left in it. `false` when another connection kept reading old pages for
+        /// longer than the busy timeout: the rows are gone from the database, but their old
+        /// copies stay in the log until a later checkpoint.
+        public var logCleared: Bool
+    }
+
     /// Erases every row about an address, in every course: the subscriber, its tokens, its mail,
-    /// and the count of confirmation mails kept of a signup purged unconfirmed.
-    ///
-    /// - Returns: how many subscriptions were erased (a count kept of a purged signup is what
-    ///   remained of one, and counts as one).
-    public func forget(email: String) throws -> Int {
+    /// and the count of confirmation mails kept of a signup purged unconfirmed; then folds the
+    /// write-ahead log into the file and empties it, also when nothing was found (a second run
+    /// finishes what a first could not).
+    public func forget(email: String) throws -> Erasure {
         let key = EmailAddress.key(of: email)
         return try writer.writeWithoutTransaction { db in
             // Overwrite the deleted rows' bytes, and fold the WAL back into the file, so that the
             // address does not linger in free pages.
             try db.execute(sql: "PRAGMA secure_delete = ON")
+            // Only what this connection deletes is concerned; failing to switch it back costs
+            // later deletes some writes, and loses nothing.
             defer { try? db.execute(sql: "PRAGMA secure_delete = OFF") }
             var erased = 0
             try db.inTransaction {
@@ -135,8 +147,12 @@ extension AppDatabase {
                 erased += try Self.forgetConfirmationCounts(db, emailKey: key)
                 return .commit
             }
-            if erased > 0 { _ = try? db.checkpoint(.truncate) }
-            return erased
+            do {
+                _ = try db.checkpoint(.truncate)
+                return Erasure(subscriptions: erased, logCleared: true)
+            } catch let error as DatabaseError where error.resultCode == .SQLITE_BUSY || error.resultCode == .SQLITE_LOCKED {
+                return Erasure(subscriptions: erased, logCleared: false)
+            }
         }
     }
 }

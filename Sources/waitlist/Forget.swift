@@ -17,12 +17,27 @@ struct Forget: AsyncParsableCommand {
 
     func run() async throws {
         try await withRuntime { runtime in
-            let erased = try runtime.database.forget(email: email)
+            let erasure = try runtime.database.forget(email: email)
             let files = FileTransport.removeMessages(to: email, in: runtime.settings.mailDirectory)
-            if erased == 0 && files == 0 {
-                print("No trace of \(email) was found.")
+            if erasure.subscriptions == 0 && files.removed == 0 {
+                print("No trace of \(email) was found in the database or the mail files.")
             } else {
-                print("Erased \(erased) subscriptions of \(email)" + (files > 0 ? " and \(files) mail files" : "") + ".")
+                let subscriptions = erasure.subscriptions == 1 ? "1 subscription" : "\(erasure.subscriptions) subscriptions"
+                let mailFiles = files.removed == 1 ? "1 mail file" : "\(files.removed) mail files"
+                print("Erased \(subscriptions) of \(email)" + (files.removed > 0 ? " and \(mailFiles)" : "") + ".")
+            }
+            // What could not be erased now: said in one sentence each, and exit 75 so that a
+            // script (or the operator) runs `forget` again.
+            var left: [String] = []
+            if !erasure.logCleared {
+                left.append(
+                    "The database's write-ahead log still holds the old copy of the erased rows: another process kept reading; "
+                        + "run `waitlist forget \(email)` again in a minute.")
+            }
+            for problem in files.left { left.append("A mail file to \(email) may be left: \(problem).") }
+            if !left.isEmpty {
+                for sentence in left { printError(sentence) }
+                throw ExitStatus.tryLater
             }
         }
     }

@@ -489,6 +489,22 @@ struct CLITests {
         #expect(try cli.run("forget", "nobody@example.com").stdout.contains("No trace"))
     }
 
+    @Test("forget says which mail files it could not look through or delete, and exits 75 so that it is run again")
+    func forgetReportsMailFilesLeft() async throws {
+        var cli = try CLIHarness()
+        defer { cli.cleanUp() }
+        try await cli.addConfirmed(["anna@example.com"])
+        // A mail directory that is no directory: its files cannot be looked through
+        let notADirectory = cli.directory.appendingPathComponent("mail-file").path
+        try "not a directory".write(toFile: notADirectory, atomically: true, encoding: .utf8)
+        cli.environment["WAITLIST_MAIL_DIR"] = notADirectory
+        let forgotten = try cli.run("forget", "anna@example.com")
+        #expect(forgotten.status == 75, "\(forgotten.stderr)")
+        #expect(forgotten.stdout.contains("Erased 1 subscription of anna@example.com."))
+        #expect(forgotten.stderr.contains("A mail file to anna@example.com may be left: \(notADirectory)"))
+        #expect(!(try cli.run("export").stdout.contains("anna@example.com")))
+    }
+
     @Test("backup writes a consistent copy that opens with the same data, and never overwrites")
     func backup() async throws {
         let cli = try CLIHarness()

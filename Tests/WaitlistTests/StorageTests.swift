@@ -15,7 +15,8 @@ import Testing
 @testable import WaitlistWeb
 
 /// Another process holding SQLite's write lock on a database file: Python's sqlite3 in
-/// `BEGIN IMMEDIATE` until ``release()``.
+/// `BEGIN IMMEDIATE` until ``release()``; or, from ``read(on:)``, a read transaction that keeps its
+/// snapshot (and so the write-ahead log's frames in it) until then.
 final class ForeignWriteLock: @unchecked Sendable {
     private let process = Process()
     private let input = Pipe()
@@ -24,7 +25,11 @@ final class ForeignWriteLock: @unchecked Sendable {
     private static let script = """
         import sqlite3, sys
         connection = sqlite3.connect(sys.argv[1], isolation_level=None)
-        connection.execute("BEGIN IMMEDIATE")
+        if sys.argv[2] == "write":
+            connection.execute("BEGIN IMMEDIATE")
+        else:
+            connection.execute("BEGIN")
+            connection.execute("SELECT count(*) FROM subscriber").fetchall()
         print("locked", flush=True)
         sys.stdin.read()
         connection.execute("ROLLBACK")
@@ -32,14 +37,23 @@ final class ForeignWriteLock: @unchecked Sendable {
 
     /// Starts the process and returns once it holds the lock.
     static func take(on path: String) async throws -> ForeignWriteLock {
+        try await start(on: path, mode: "write")
+    }
+
+    /// Starts a process that reads in a transaction, and returns once it has read.
+    static func read(on path: String) async throws -> ForeignWriteLock {
+        try await start(on: path, mode: "read")
+    }
+
+    private static func start(on path: String, mode: String) async throws -> ForeignWriteLock {
         let lock = ForeignWriteLock()
         lock.process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        lock.process.arguments = ["python3", "-c", script, path]
+        lock.process.arguments = ["python3", "-c", script, path, mode]
         lock.process.standardInput = lock.input
         lock.process.standardOutput = lock.output
         try lock.process.run()
         let said = await onOwnThread { lock.output.read(until: "locked", timeout: .seconds(30)) }
-        try #require(said.contains("locked"), "python3 could not take the write lock")
+        try #require(said.contains("locked"), "python3 could not begin its transaction")
         return lock
     }
 
@@ -386,6 +400,26 @@ struct StorageTests {
         // waiting to the end), and `open` queued everyone
         #expect(queuedWhenAnswered < 40000, "the signup waited for the whole of `open`")
         #expect(try await server.writer.read { db in try Int.fetchOne(db, sql: announcements) } == 40000)
+    }
+
+    @Test("forget empties the write-ahead log of the erased rows; while another process reads it says it could not, and a second run does")
+    func forgetClearsTheLog() async throws {
+        // Given a signup in a database file, and another process reading in a transaction
+        let directory = try scratchDirectory("forget-log")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = directory.appendingPathComponent("waitlist.sqlite").path
+        let database = try AppDatabase.open(path: path, busyTimeout: 1)
+        _ = try await database.subscribeDurably(
+            email: try EmailAddress("anna@example.com"), courseId: 1, language: .ru, client: ClientContext())
+        let reader = try await ForeignWriteLock.read(on: path)
+        // When the address is forgotten meanwhile, its rows are erased but the log cannot be emptied
+        #expect(try database.forget(email: "anna@example.com") == .init(subscriptions: 1, logCleared: false))
+        #expect(try database.status(courseId: 1).pending == 0)
+        // Then, once the reader is done, forgetting again empties it
+        await reader.release()
+        #expect(try database.forget(email: "anna@example.com") == .init(subscriptions: 0, logCleared: true))
+        let log = try FileManager.default.attributesOfItem(atPath: path + "-wal")[.size] as? Int
+        #expect(log == 0)
     }
 
     @Test("A database file's writer syncs its commits to the disk (synchronous=FULL), also after GRDB switched it to WAL")
