@@ -188,7 +188,8 @@ extension AppDatabase {
                 usleep(1000)
             }
         }
-        preconditionFailure("The database writer cannot sync its commits again (\(describe(lastError!))): stopping rather than lose signups.")
+        preconditionFailure(
+            "The database writer cannot sync its commits again (\(describe(lastError!))): stopping rather than lose signups.")
     }
 
     /// Marks every row recorded by ``recordSent(ids:now:)`` sent, and clears the records.
