@@ -395,12 +395,18 @@ public final class OutboxSender: Sendable {
         var roleLost = false
         do throws(DeliveryError) {
             if session == nil { session = try transport.makeSession() }
-            try session!.send(mail, following: following) {
-                guard records.settle() else { return false }
+            try session!.begin(mail, following: following)
+            // The point of no return: the message may end only when the lane's earlier records are
+            // written and the role is still this sender's, with a quarter of its lease left.
+            if records.settle() {
                 probe?(.beforeEnd(delivery.outboxId))
                 roleLost = !queue.role.mayFinish
-                return !roleLost
             }
+            guard !records.heldBack && !roleLost else {
+                session!.abandon()
+                throw .transient("The message was abandoned before its end; the relay did not accept it.")
+            }
+            try session!.finish()
         } catch {
             // The session may be in an unknown state after a failure: start afresh next time.
             session?.close()

@@ -541,17 +541,24 @@ private final class HookedTransport: MailTransport, Sendable {
 
 private final class HookedSession: MailSession {
     let transport: HookedTransport
+    private var begun: OutgoingMail?
 
     init(transport: HookedTransport) {
         self.transport = transport
     }
 
-    func send(_ mail: OutgoingMail, beforeEnd: () -> Bool) throws(DeliveryError) {
-        guard beforeEnd() else {
-            transport.heldBack(mail.recipient)
-            throw .transient("aborted before the end")
-        }
-        transport.delivered(mail.recipient)
+    func begin(_ mail: OutgoingMail, following: OutgoingMail?) throws(DeliveryError) {
+        begun = mail
+    }
+
+    func finish() throws(DeliveryError) {
+        if let mail = begun { transport.delivered(mail.recipient) }
+        begun = nil
+    }
+
+    func abandon() {
+        if let mail = begun { transport.heldBack(mail.recipient) }
+        begun = nil
     }
 
     func close() {}
@@ -572,7 +579,9 @@ private final class GatedTransport: MailTransport, Sendable {
     var recipients: [String] { condition.withLock { delivered } }
 
     func makeSession() throws(DeliveryError) -> any MailSession {
-        ForwardingSession { (mail, beforeEnd) throws(DeliveryError) in try self.deliver(mail, beforeEnd: beforeEnd) }
+        ForwardingSession(
+            begin: { (mail) throws(DeliveryError) in self.hold(mail) },
+            finish: { mail in self.condition.withLock { self.delivered.append(mail.recipient) } })
     }
 
     /// Waits until `count` messages are held.
@@ -589,7 +598,8 @@ private final class GatedTransport: MailTransport, Sendable {
         }
     }
 
-    fileprivate func deliver(_ mail: OutgoingMail, beforeEnd: () -> Bool) throws(DeliveryError) {
+    /// Takes a message's first phase, holding it while the gate is shut.
+    fileprivate func hold(_ mail: OutgoingMail) {
         condition.withLock {
             started += 1
             condition.broadcast()
@@ -597,7 +607,5 @@ private final class GatedTransport: MailTransport, Sendable {
                 while !isOpen { condition.wait() }
             }
         }
-        guard beforeEnd() else { throw .transient("aborted before the end") }
-        condition.withLock { delivered.append(mail.recipient) }
     }
 }

@@ -218,54 +218,54 @@ import Testing
     }
 
     @Test(arguments: [1, 300_000], [true, false])
-    func theHookBeforeTheEndRunsOnceBeforeTheRelayHasTheMessage(lines: Int, pipelining: Bool) async throws {
+    func theRelayHasNothingOfABegunMessageUntilItIsFinished(lines: Int, pipelining: Bool) async throws {
         let server = try await SMTPTestServer.start(.init(offersPipelining: pipelining))
         defer { server.stop() }
         let session = try SMTPSession(configuration: try SMTPConfiguration(url: server.url), ehloName: "waitlist.test")
         defer { session.close() }
-        // One line, or a message many times the part sent after the hook.
-        let message = Array(("Subject: hook\r\n\r\n" + String(repeating: "line\r\n", count: lines)).utf8)
-        let receivedAtHook = NIOLockedValueBox<[Int]>([])
+        // One line, or a message many times the part sent at its end.
+        let message = Array(("Subject: phases\r\n\r\n" + String(repeating: "line\r\n", count: lines)).utf8)
 
-        try session.send(OutgoingMail(bytes: message, sender: "waitlist@example.org", recipient: "anna@example.com")) {
-            receivedAtHook.withLockedValue { $0.append(server.receivedCount()) }
-            return true
-        }
+        try session.begin(OutgoingMail(bytes: message, sender: "waitlist@example.org", recipient: "anna@example.com"), following: nil)
+        #expect(server.receivedCount() == 0)
+        try session.finish()
 
-        #expect(receivedAtHook.withLockedValue { $0 } == [0])
         #expect(try server.receivedMessages().map(\.data) == [message])
     }
 
     @Test(arguments: [1, 300_000], [true, false])
-    func aHookSayingNoAbandonsTheMessageBeforeTheRelayCanAcceptIt(lines: Int, pipelining: Bool) async throws {
+    func anAbandonedMessageNeverArrivesAndTheNextGoesOnANewConnection(lines: Int, pipelining: Bool) async throws {
         let server = try await SMTPTestServer.start(.init(offersPipelining: pipelining))
         defer { server.stop() }
         let session = try SMTPSession(configuration: try SMTPConfiguration(url: server.url), ehloName: "waitlist.test")
         defer { session.close() }
         let message = Array(("Subject: held back\r\n\r\n" + String(repeating: "line\r\n", count: lines)).utf8)
 
-        #expect(throws: DeliveryError.transient("The message was abandoned before its end; the relay did not accept it.")) {
-            try session.send(OutgoingMail(bytes: message, sender: "waitlist@example.org", recipient: "anna@example.com")) { false }
-        }
+        // When a message is begun, knowing the next, and abandoned
+        let next = OutgoingMail(Self.message(to: "boris@example.com", number: 2))
+        try session.begin(OutgoingMail(bytes: message, sender: "waitlist@example.org", recipient: "anna@example.com"), following: next)
+        session.abandon()
+        try await Task.sleep(for: .milliseconds(300))
+        // Then the relay never has it, and the next message goes through on a connection of its own
         #expect(server.receivedCount() == 0)
+        try session.send(next, following: nil)
+        let received = try server.receivedMessages()
+        #expect(received.map(\.recipients) == [["boris@example.com"]])
     }
 
-    @Test(arguments: [true, false]) func theHookBeforeTheEndDoesNotRunWhenTheRecipientIsRefused(pipelining: Bool) async throws {
+    @Test(arguments: [true, false]) func aRefusedRecipientFailsTheFirstPhase(pipelining: Bool) async throws {
         let server = try await SMTPTestServer.start(.init(offersPipelining: pipelining))
         defer { server.stop() }
         let session = try SMTPSession(configuration: try SMTPConfiguration(url: server.url), ehloName: "waitlist.test")
         defer { session.close() }
-        let calls = NIOLockedValueBox(0)
 
-        #expect(throws: DeliveryError.self) {
-            try session.send(
-                OutgoingMail(bytes: Array("Subject: x\r\n\r\nx\r\n".utf8), sender: "waitlist@example.org", recipient: "reject@example.com")
-            ) {
-                calls.withLockedValue { $0 += 1 }
-                return true
-            }
+        let error = try #require(throws: DeliveryError.self) {
+            try session.begin(
+                OutgoingMail(bytes: Array("Subject: x\r\n\r\nx\r\n".utf8), sender: "waitlist@example.org", recipient: "reject@example.com"),
+                following: nil)
         }
-        #expect(calls.withLockedValue { $0 } == 0)
+        #expect(error.isPermanent)
+        #expect(server.receivedCount() == 0)
     }
 
     @Test func refusesAnAddressThatWouldChangeTheSMTPCommand() async throws {
@@ -321,9 +321,9 @@ import Testing
         let mails = (1...3).map { OutgoingMail(Self.message(to: "reader\($0)@example.com", number: $0)) }
 
         // When each message is sent knowing the one after it
-        try session.send(mails[0], following: mails[1], beforeEnd: { true })
-        try session.send(mails[1], following: mails[2], beforeEnd: { true })
-        try session.send(mails[2], following: nil, beforeEnd: { true })
+        try session.send(mails[0], following: mails[1])
+        try session.send(mails[1], following: mails[2])
+        try session.send(mails[2], following: nil)
 
         // Then, over one connection, the envelopes of the second and third went out with the end of
         // the message before them (with PIPELINING only), and each message arrived whole, once
@@ -346,7 +346,7 @@ import Testing
         )
         // Given the second message's envelope sent after the first's end
         let session = try Self.session(url: server.url)
-        try session.send(first, following: second, beforeEnd: { true })
+        try session.send(first, following: second)
         // When the session is closed instead (the lane stops), within the relay's patience, and
         // another session sends a third
         let started = ContinuousClock.now
@@ -371,7 +371,7 @@ import Testing
             OutgoingMail(Self.message(to: "announced@example.com", number: 2)),
             OutgoingMail(Self.message(to: "instead@example.com", number: 3))
         )
-        try session.send(first, following: announced, beforeEnd: { true })
+        try session.send(first, following: announced)
         try session.send(instead)
         try session.send(OutgoingMail(Self.message(to: "after@example.com", number: 4)))
         let received = try server.receivedMessages()
@@ -391,7 +391,7 @@ import Testing
         let (refused, next) = (
             OutgoingMail(Self.message(to: "spam@example.com", number: 1)), OutgoingMail(Self.message(to: "next@example.com", number: 2))
         )
-        #expect(throws: DeliveryError.self) { try session.send(refused, following: next, beforeEnd: { true }) }
+        #expect(throws: DeliveryError.self) { try session.send(refused, following: next) }
         try session.send(next)
         let received = try server.receivedMessages()
         try #require(received.count == 1)

@@ -120,8 +120,8 @@ struct SendingRoleTests {
     }
 }
 
-/// A relay in memory that takes messages as the SMTP session does: it calls the hook at the point
-/// of no return, and only then has the message.
+/// A relay in memory that takes messages as the SMTP session does: it has a message only once the
+/// sender finishes it, after the point of no return.
 private final class ScriptedRelay: MailTransport, Sendable {
     private let received = NIOLockedValueBox<[String]>([])
 
@@ -131,11 +131,20 @@ private final class ScriptedRelay: MailTransport, Sendable {
 
     private final class Session: MailSession {
         let relay: ScriptedRelay
+        private var begun: OutgoingMail?
         init(relay: ScriptedRelay) { self.relay = relay }
 
-        func send(_ mail: OutgoingMail, beforeEnd: () -> Bool) throws(DeliveryError) {
-            guard beforeEnd() else { throw .transient("abandoned before the end") }
-            relay.received.withLockedValue { $0.append(mail.recipient) }
+        func begin(_ mail: OutgoingMail, following: OutgoingMail?) throws(DeliveryError) {
+            begun = mail
+        }
+
+        func finish() throws(DeliveryError) {
+            if let mail = begun { relay.received.withLockedValue { $0.append(mail.recipient) } }
+            begun = nil
+        }
+
+        func abandon() {
+            begun = nil
         }
 
         func close() {}

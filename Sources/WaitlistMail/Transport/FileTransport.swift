@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import NIOConcurrencyHelpers
 import WaitlistCore
 
 #if canImport(Glibc)
@@ -128,24 +129,30 @@ public struct FileTransport: MailTransport {
 final class MailFileWriter: MailSession, Sendable {
     private let directory: URL
     private let logger: Logger
+    /// The message begun: its file written beside its place, and where it goes.
+    private let begun = NIOLockedValueBox<(temporary: URL, target: URL, header: MailFileHeader)?>(nil)
 
     init(directory: URL, logger: Logger) {
         self.directory = directory
         self.logger = logger
     }
 
-    /// Writes the message's file atomically and logs it; any failure is `.transient`, since a full
-    /// disk or a wrong permission can be fixed and the message sent again. `beforeEnd` is asked
-    /// just before the file is moved into place.
-    func send(_ mail: OutgoingMail, beforeEnd: () -> Bool) throws(DeliveryError) {
+    /// Writes the message's file beside its place and flushes it to disk; any failure is
+    /// `.transient`, since a full disk or a wrong permission can be fixed and the message sent again.
+    func begin(_ mail: OutgoingMail, following: OutgoingMail?) throws(DeliveryError) {
+        abandon()
         try createDirectoryIfMissing()
         let header = MailFileHeader(mail.bytes)
         let target = directory.appendingPathComponent(FileTransport.fileName(date: header.date, messageID: header.messageID))
         let temporary = directory.appendingPathComponent(".\(target.lastPathComponent).\(SecureRandom.hexDigits(8)).tmp")
         try writeDurably(mail.bytes, to: temporary)
-        guard beforeEnd() else {
-            unlink(temporary.path)
-            throw .transient("The message was abandoned before its file was moved into place.")
+        begun.withLockedValue { $0 = (temporary, target, header) }
+    }
+
+    /// Moves the file begun into place, atomically, and logs it.
+    func finish() throws(DeliveryError) {
+        guard let (temporary, target, header) = begun.withLockedValue({ begun in defer { begun = nil }; return begun }) else {
+            throw .transient("No mail file was begun.")
         }
         guard rename(temporary.path, target.path) == 0 else {
             let reason = "cannot move mail file into place at \(target.path): \(String(cString: strerror(errno)))"
@@ -157,8 +164,17 @@ final class MailFileWriter: MailSession, Sendable {
         logger.info("Mail written to \(target.path)\(links.isEmpty ? "" : "; links: " + links.joined(separator: " "))")
     }
 
-    /// Nothing to close: each file is complete once ``send(_:)`` returns.
-    func close() {}
+    /// Removes the file begun: the message never reaches its place.
+    func abandon() {
+        if let (temporary, _, _) = begun.withLockedValue({ begun in defer { begun = nil }; return begun }) {
+            unlink(temporary.path)
+        }
+    }
+
+    /// Nothing to close but a message begun and not finished, which is removed.
+    func close() {
+        abandon()
+    }
 
     /// Creates the mail directory and its parents when missing, 2770 (``StateFiles``); fails when the
     /// path is taken by a file.
@@ -215,7 +231,7 @@ final class MailFileWriter: MailSession, Sendable {
 
 /// What the file transport reads back from a rendered message: its `Date` and `Message-ID` for the
 /// file's name, and its body with quoted-printable undone, to find the links to log.
-struct MailFileHeader {
+struct MailFileHeader: Sendable {
     var date: Date
     var messageID: String
     var decodedBody: String

@@ -31,22 +31,28 @@ public protocol MailTransport: Sendable {
     func makeSession() throws(DeliveryError) -> any MailSession
 }
 
-/// One sequential sender (one SMTP connection, reused across messages).
+/// One sequential sender (one SMTP connection, reused across messages), in two phases a message:
+/// ``begin(_:following:)`` takes it up to its point of no return, and ``finish()`` (the relay
+/// accepts it) or ``abandon()`` (it never arrives) decides. Between the two the caller checks what
+/// must hold before the message may arrive: that it is still the sender's own to send.
 public protocol MailSession: AnyObject {
-    /// Delivers one message; returns only once the relay has accepted it (`250` to DATA) or the
-    /// file is in place.
+    /// Takes `mail` up to its point of no return: for SMTP the envelope (answered by the relay)
+    /// and the body up to its last bytes; for a file, the file written beside its place. Until
+    /// ``finish()`` the message cannot have arrived. When it throws, the message failed and
+    /// neither ``finish()`` nor ``abandon()`` follows.
     ///
-    /// - Parameter beforeEnd: called once, at the point of no return: for SMTP once the relay took
-    ///   the envelope, just before the message's last bytes go out; for a file before it is moved
-    ///   into place. Until it returns, the message cannot have arrived; when it returns `false` the
-    ///   message is abandoned (a transient failure). The sender checks there that the message is
-    ///   still its own and that what must be recorded first is.
-    func send(_ mail: OutgoingMail, beforeEnd: () -> Bool) throws(DeliveryError)
-    /// Delivers one message, as ``send(_:beforeEnd:)``, knowing that `following` is the next one the
-    /// caller sends through this session: SMTP sends its envelope right after this message's end
-    /// where the relay offers PIPELINING. Whatever happens, the next call must be for `following`,
-    /// or ``close()``; nothing of `following` is accepted before its own call's end.
-    func send(_ mail: OutgoingMail, following: OutgoingMail?, beforeEnd: () -> Bool) throws(DeliveryError)
+    /// - Parameter following: the message the caller sends next through this session, if any:
+    ///   SMTP sends its envelope right after this message's end where the relay offers
+    ///   PIPELINING. Whatever happens, the next ``begin(_:following:)`` must be for `following`,
+    ///   or the session is closed; nothing of `following` is accepted before its own end.
+    func begin(_ mail: OutgoingMail, following: OutgoingMail?) throws(DeliveryError)
+    /// Ends the message begun; returns only once the relay has accepted it (`250` to the end of
+    /// DATA) or the file is in place.
+    func finish() throws(DeliveryError)
+    /// Drops the message begun without its end, so that it never arrives: SMTP cuts the connection
+    /// (an envelope sent ahead goes with it), a file is removed. The next message needs a new
+    /// connection, which the session opens.
+    func abandon()
     /// Ends the session (QUIT) and frees its resources.
     func close()
 }
@@ -54,12 +60,8 @@ public protocol MailSession: AnyObject {
 extension MailSession {
     /// Delivers one message with nothing to check before its end.
     public func send(_ mail: OutgoingMail) throws(DeliveryError) {
-        try send(mail, beforeEnd: { true })
-    }
-
-    /// A session with nothing to do ahead sends each message alone.
-    public func send(_ mail: OutgoingMail, following: OutgoingMail?, beforeEnd: () -> Bool) throws(DeliveryError) {
-        try send(mail, beforeEnd: beforeEnd)
+        try begin(mail, following: nil)
+        try finish()
     }
 
     /// Renders `message` with ``MIMERenderer`` and delivers it, as `waitlist test-mail` does.

@@ -15,8 +15,20 @@ extension SMTPConnection {
         var size: Int
     }
 
-    /// Runs one SMTP transaction: the envelope, then the dot-stuffed message; returns once the relay has
-    /// answered the end of DATA with `250`.
+    /// A transaction taken up to its point of no return by ``begin(_:from:to:following:)``: what
+    /// ``finish(_:)`` writes, and by when the relay must have answered.
+    struct Begun {
+        /// The message's last bytes with the end of DATA, and any envelope sent ahead after them.
+        var end: ArraySlice<UInt8>
+        /// The envelope sent ahead with the end, if the relay offers PIPELINING.
+        var next: Envelope?
+        var deadline: ContinuousClock.Instant
+    }
+
+    /// Begins one SMTP transaction: the envelope, then the dot-stuffed message up to its last bytes
+    /// (its last 64 KiB, with the end of DATA: all of a usual message); ``finish(_:)`` sends them.
+    /// Until then the relay cannot accept the message; a connection whose transaction is never
+    /// finished is unusable, and is cut when closed.
     ///
     /// Where the relay offers PIPELINING, `following` (the envelope of the message that comes next on
     /// this connection) goes out right after the end of this message, in the same write (RFC 2920
@@ -24,9 +36,7 @@ extension SMTPConnection {
     /// that message's transaction: one round trip a message instead of two. Until that message's
     /// end, nothing of it can be accepted; a connection left with such an envelope is cut when it is
     /// closed, never ended with `QUIT` (the relay may be waiting for the message's data).
-    func deliver(_ message: [UInt8], from sender: String, to recipient: String, following: Envelope?, beforeEnd: () -> Bool)
-        throws(DeliveryError)
-    {
+    func begin(_ message: [UInt8], from sender: String, to recipient: String, following: Envelope?) throws(DeliveryError) -> Begun {
         let deadline = ContinuousClock.now + messageTimeout
         transactionReplies = 0
         let envelope = Envelope(sender: sender, recipient: recipient, size: message.count)
@@ -77,9 +87,15 @@ extension SMTPConnection {
         if let next { data += commands(for: next) }
         isUsable = false  // until the relay has answered the end of DATA
         try write(data[..<endStart], until: deadline)
-        guard beforeEnd() else { throw .transient("The message was abandoned before its end; the relay did not accept it.") }
-        try write(data[endStart...], until: deadline)
-        envelopeAhead = next
+        return Begun(end: data[endStart...], next: next, deadline: deadline)
+    }
+
+    /// Sends the end of a transaction ``begin(_:from:to:following:)`` began; returns once the relay
+    /// has answered it with `250`.
+    func finish(_ begun: Begun) throws(DeliveryError) {
+        let deadline = begun.deadline
+        try write(begun.end, until: deadline)
+        envelopeAhead = begun.next
         let reply = try readReply(until: deadline)
         isUsable = reply.code != 421
         switch reply.code / 100 {
@@ -112,7 +128,7 @@ extension SMTPConnection {
         if try readReply(until: deadline).code / 100 != 2 { isUsable = false }
     }
 
-    /// How much of the message, at most, goes out after `beforeEnd`: all of a usual one, in one write.
+    /// How much of the message, at most, goes out in ``finish(_:)``: all of a usual one, in one write.
     static let lastPart = 64 * 1024
 
     /// `message` as DATA carries it (RFC 5321 §4.5.2): a dot doubled at the start of every line, and the

@@ -55,6 +55,8 @@ final class SMTPSession: MailSession, @unchecked Sendable {
     /// The open connection; `nil` before the first message and after a failure that left it unusable.
     private var connection: SMTPConnection?
     private var isClosed = false
+    /// The message begun and not yet finished or abandoned.
+    private var begun: SMTPConnection.Begun?
 
     init(configuration: SMTPConfiguration, ehloName: String) throws(DeliveryError) {
         guard CurlLibrary.isInitialized else { throw .transient("libcurl could not be initialised.") }
@@ -66,18 +68,18 @@ final class SMTPSession: MailSession, @unchecked Sendable {
         close()
     }
 
-    /// Delivers bytes that are already a complete RFC 5322 message with CRLF line endings; the session does
-    /// the dot-stuffing. `beforeEnd` is called once the relay has taken the envelope, just before the
-    /// message's last bytes (its last 64 KiB, with the end of DATA) go out; when it returns `false` the
-    /// connection is dropped without the end of DATA, so the relay never accepts the message.
+    /// Begins a message whose bytes are already a complete RFC 5322 message with CRLF line endings;
+    /// the session does the dot-stuffing. Once the relay has taken the envelope, the body goes out
+    /// up to its last bytes (``SMTPConnection/begin(_:from:to:following:)``); ``finish()`` sends them.
     ///
     /// `following`, the message the caller sends next through this session, has its envelope sent
-    /// right after this message's end where the relay offers PIPELINING (``SMTPConnection/deliver(_:from:to:following:beforeEnd:)``).
-    func send(_ mail: OutgoingMail, following: OutgoingMail?, beforeEnd: () -> Bool) throws(DeliveryError) {
+    /// right after this message's end where the relay offers PIPELINING.
+    func begin(_ mail: OutgoingMail, following: OutgoingMail?) throws(DeliveryError) {
         let (message, sender, recipient) = (mail.bytes, mail.sender, mail.recipient)
         lock.lock()
         defer { lock.unlock() }
         guard !isClosed else { throw .transient("The SMTP session was already closed.") }
+        guard begun == nil else { throw .transient("The SMTP session has a message begun and not finished.") }
         guard Self.isSafeEnvelopeAddress(sender) else {
             throw .transient("The sender address cannot be used in an SMTP envelope.")
         }
@@ -96,7 +98,8 @@ final class SMTPSession: MailSession, @unchecked Sendable {
         }
         if let reused = self.connection {
             do throws(DeliveryError) {
-                return try deliver(message, from: sender, to: recipient, following: next, over: reused, beforeEnd: beforeEnd)
+                begun = try begin(message, from: sender, to: recipient, following: next, over: reused)
+                return
             } catch {
                 // A kept connection the relay closed just now (its hang-up still on the way) fails before
                 // any reply: nothing of this message reached the relay, so it goes once more, on a new one.
@@ -105,20 +108,41 @@ final class SMTPSession: MailSession, @unchecked Sendable {
         }
         let fresh = try SMTPConnection(configuration: configuration, ehloName: ehloName)
         connection = fresh
-        try deliver(message, from: sender, to: recipient, following: next, over: fresh, beforeEnd: beforeEnd)
+        begun = try begin(message, from: sender, to: recipient, following: next, over: fresh)
     }
 
-    func send(_ mail: OutgoingMail, beforeEnd: () -> Bool) throws(DeliveryError) {
-        try send(mail, following: nil, beforeEnd: beforeEnd)
+    /// Sends the end of the message begun and returns once the relay accepted it.
+    func finish() throws(DeliveryError) {
+        lock.lock()
+        defer { lock.unlock() }
+        guard let begun, let connection else { throw .transient("The SMTP session has no message begun.") }
+        self.begun = nil
+        try run(over: connection) { () throws(DeliveryError) in try connection.finish(begun) }
     }
 
-    /// One transaction over `connection`; a connection the failure left unusable is dropped.
-    private func deliver(
+    /// Cuts the connection without the end of DATA, so that the relay never accepts the message.
+    func abandon() {
+        lock.lock()
+        defer { lock.unlock() }
+        begun = nil
+        connection?.close()
+        connection = nil
+    }
+
+    /// Begins one transaction over `connection`.
+    private func begin(
         _ message: [UInt8], from sender: String, to recipient: String, following: SMTPConnection.Envelope?,
-        over connection: SMTPConnection, beforeEnd: () -> Bool
-    ) throws(DeliveryError) {
+        over connection: SMTPConnection
+    ) throws(DeliveryError) -> SMTPConnection.Begun {
+        try run(over: connection) { () throws(DeliveryError) in
+            try connection.begin(message, from: sender, to: recipient, following: following)
+        }
+    }
+
+    /// Runs one phase of a transaction over `connection`; a connection the failure left unusable is dropped.
+    private func run<T>(over connection: SMTPConnection, _ phase: () throws(DeliveryError) -> T) throws(DeliveryError) -> T {
         do throws(DeliveryError) {
-            try connection.deliver(message, from: sender, to: recipient, following: following, beforeEnd: beforeEnd)
+            return try phase()
         } catch {
             if !connection.isUsable {
                 connection.close()
@@ -132,6 +156,7 @@ final class SMTPSession: MailSession, @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         isClosed = true
+        begun = nil
         connection?.close()
         connection = nil
     }

@@ -56,15 +56,21 @@ final class RecordingTransport: MailTransport, Sendable {
     }
 
     func makeSession() throws(DeliveryError) -> any MailSession {
-        ForwardingSession { (mail, beforeEnd) throws(DeliveryError) in try self.deliver(mail, beforeEnd: beforeEnd) }
+        ForwardingSession(
+            begin: { (mail) throws(DeliveryError) in try self.begin(mail) },
+            finish: { mail in self.record(mail) })
     }
 
-    fileprivate func deliver(_ mail: OutgoingMail, beforeEnd: () -> Bool) throws(DeliveryError) {
+    /// The failures the test asked for come at the first phase, as a relay's refusals of the envelope do.
+    fileprivate func begin(_ mail: OutgoingMail) throws(DeliveryError) {
         let failure = state.withLockedValue { state in
             state.refused[mail.recipient] ?? (state.failures.isEmpty ? nil : state.failures.removeFirst())
         }
         if let failure { throw failure }
-        guard beforeEnd() else { throw .transient("abandoned before the end") }
+    }
+
+    /// The message arrived: it is parsed as a recipient's mail program would, and kept.
+    fileprivate func record(_ mail: OutgoingMail) {
         let message: MailMessage
         do {
             message = try IndependentMailParser.message(mail)
@@ -76,16 +82,37 @@ final class RecordingTransport: MailTransport, Sendable {
     }
 }
 
-/// A session of a test transport: hands each message to the transport.
+/// A session of a test transport: hands each phase of a message to the transport.
 final class ForwardingSession: MailSession {
-    private let deliver: (OutgoingMail, () -> Bool) throws(DeliveryError) -> Void
+    private let beginning: (OutgoingMail) throws(DeliveryError) -> Void
+    private let finishing: (OutgoingMail) throws(DeliveryError) -> Void
+    private let abandoning: (OutgoingMail) -> Void
+    private var begun: OutgoingMail?
 
-    init(_ deliver: @escaping (OutgoingMail, () -> Bool) throws(DeliveryError) -> Void) {
-        self.deliver = deliver
+    init(
+        begin: @escaping (OutgoingMail) throws(DeliveryError) -> Void,
+        finish: @escaping (OutgoingMail) throws(DeliveryError) -> Void = { _ in },
+        abandon: @escaping (OutgoingMail) -> Void = { _ in }
+    ) {
+        self.beginning = begin
+        self.finishing = finish
+        self.abandoning = abandon
     }
 
-    func send(_ mail: OutgoingMail, beforeEnd: () -> Bool) throws(DeliveryError) {
-        try deliver(mail, beforeEnd)
+    func begin(_ mail: OutgoingMail, following: OutgoingMail?) throws(DeliveryError) {
+        try beginning(mail)
+        begun = mail
+    }
+
+    func finish() throws(DeliveryError) {
+        guard let mail = begun else { throw .transient("no message begun") }
+        begun = nil
+        try finishing(mail)
+    }
+
+    func abandon() {
+        if let mail = begun { abandoning(mail) }
+        begun = nil
     }
 
     func close() {}
@@ -218,5 +245,13 @@ extension Pipe {
             bytes += buffer[..<count]
         }
         return String(decoding: bytes, as: UTF8.self)
+    }
+}
+
+extension MailSession {
+    /// Delivers one message knowing the one the test sends after it, with nothing to check before its end.
+    func send(_ mail: OutgoingMail, following: OutgoingMail?) throws(DeliveryError) {
+        try begin(mail, following: following)
+        try finish()
     }
 }
