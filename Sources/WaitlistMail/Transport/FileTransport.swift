@@ -151,7 +151,7 @@ final class MailFileWriter: MailSession, Sendable {
 
     /// Moves the file begun into place, atomically, and logs it.
     func finish() throws(DeliveryError) {
-        guard let (temporary, target, header) = begun.withLockedValue({ begun in defer { begun = nil }; return begun }) else {
+        guard let (temporary, target, header) = takeBegun() else {
             throw .transient("No mail file was begun.")
         }
         guard rename(temporary.path, target.path) == 0 else {
@@ -166,8 +166,16 @@ final class MailFileWriter: MailSession, Sendable {
 
     /// Removes the file begun: the message never reaches its place.
     func abandon() {
-        if let (temporary, _, _) = begun.withLockedValue({ begun in defer { begun = nil }; return begun }) {
+        if let (temporary, _, _) = takeBegun() {
             unlink(temporary.path)
+        }
+    }
+
+    /// The message begun, which is no longer.
+    private func takeBegun() -> (temporary: URL, target: URL, header: MailFileHeader)? {
+        begun.withLockedValue { begun in
+            defer { begun = nil }
+            return begun
         }
     }
 
