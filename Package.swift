@@ -81,7 +81,6 @@ let package = Package(
             name: "WaitlistDelivery",
             dependencies: [
                 "WaitlistCore",
-                "WaitlistStore",
                 "WaitlistMail",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),

@@ -45,7 +45,7 @@ public struct Runtime: Sendable {
     /// A sender with the configured number of connections.
     public func makeSender(logger: Logger? = nil) -> OutboxSender {
         OutboxSender(
-            database: database, transport: transport, composer: composer, concurrency: settings.sendConcurrency,
+            store: database, transport: transport, composer: composer, concurrency: settings.sendConcurrency,
             logger: logger ?? self.logger, lease: settings.sendLease, rate: settings.sendRate, bounceTags: bounceTags)
     }
 

@@ -2,7 +2,6 @@ import Foundation
 import NIOConcurrencyHelpers
 import WaitlistCore
 import WaitlistMail
-import WaitlistStore
 
 /// Decides when the sender's lanes may hand the relay their next message: it spaces messages to
 /// `WAITLIST_SEND_RATE`, pauses every lane after a transient failure (a `421`, a `4xx`, a refused

@@ -2,7 +2,6 @@ import Foundation
 import NIOConcurrencyHelpers
 import WaitlistCore
 import WaitlistMail
-import WaitlistStore
 
 /// Wakes a thread waiting for work: a ring is remembered until a waiter takes it.
 final class Doorbell: Sendable {

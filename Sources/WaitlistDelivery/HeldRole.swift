@@ -2,7 +2,6 @@ import Foundation
 import NIOConcurrencyHelpers
 import WaitlistCore
 import WaitlistMail
-import WaitlistStore
 
 /// This process's hold on the sending role during one period, as the lanes see it: the lease's
 /// deadline in memory, moved on by each renewal that the database confirmed.

@@ -2,7 +2,6 @@ import Foundation
 import Logging
 import WaitlistCore
 import WaitlistMail
-import WaitlistStore
 
 /// The records one lane has handed over and not yet seen written.
 final class LaneRecords {

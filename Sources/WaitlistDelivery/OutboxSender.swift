@@ -5,14 +5,13 @@ import NIOConcurrencyHelpers
 import NIOPosix
 import WaitlistCore
 import WaitlistMail
-import WaitlistStore
 
 /// Delivers the outbox: one process at a time holds the database's sending role; its lanes share
 /// the work in memory, render each mail, hand it to the transport and record the outcome right
 /// after the relay's answer.
 ///
 /// Any number of senders, in this process or others (`serve`, `open`, `send`), may run on the same
-/// database. The one holding the role (``AppDatabase/takeSendingRole(owner:lease:now:)``) sends;
+/// database. The one holding the role (``OutboxStore/takeSendingRole(owner:lease:now:)``) sends;
 /// the others wait, reporting how much is left, and take the role over once it is free or its
 /// lease has run out (the holder died or froze). The holder renews the lease on a thread of its
 /// own while it works, and every lane checks, at the point of no return of each message (just
@@ -75,7 +74,8 @@ public final class OutboxSender: Sendable {
         case accepted(Int64)
     }
 
-    let database: AppDatabase
+    /// The outbox and the sending role.
+    let store: any OutboxStore
     let transport: any MailTransport
     let composer: MailComposer
     let concurrency: Int
@@ -109,24 +109,24 @@ public final class OutboxSender: Sendable {
     }
 
     public convenience init(
-        database: AppDatabase, transport: any MailTransport, composer: MailComposer, concurrency: Int, logger: Logger,
+        store: any OutboxStore, transport: any MailTransport, composer: MailComposer, concurrency: Int, logger: Logger,
         batchSize: Int = 25, lease: TimeInterval = 45, rate: Rate? = nil, bounceTags: BounceTags? = nil,
         now: @escaping @Sendable () -> Date = { Date() }
     ) {
         self.init(
-            database: database, transport: transport, composer: composer, concurrency: concurrency, logger: logger, batchSize: batchSize,
+            store: store, transport: transport, composer: composer, concurrency: concurrency, logger: logger, batchSize: batchSize,
             lease: lease, rate: rate, bounceTags: bounceTags, now: now, probe: nil)
     }
 
     init(
-        database: AppDatabase, transport: any MailTransport, composer: MailComposer, concurrency: Int, logger: Logger,
+        store: any OutboxStore, transport: any MailTransport, composer: MailComposer, concurrency: Int, logger: Logger,
         batchSize: Int = 25, lease: TimeInterval = 45, rate: Rate? = nil, bounceTags: BounceTags? = nil,
         now: @escaping @Sendable () -> Date = { Date() }, probe: (@Sendable (Step) -> Void)?
     ) {
         self.rate = rate
         self.bounceTags = bounceTags
         self.now = now
-        self.database = database
+        self.store = store
         self.transport = transport
         self.composer = composer
         self.concurrency = max(1, concurrency)
@@ -137,7 +137,7 @@ public final class OutboxSender: Sendable {
         self.owner = "\(ProcessInfo.processInfo.hostName):\(ProcessInfo.processInfo.processIdentifier):\(SecureRandom.hexDigits(8))"
         // A lane holds one unwritten record at most: the records of every lane make a full group.
         self.records = GroupCommit(threadName: "waitlist-records", fullGroup: self.concurrency, longestGathering: 0.002) { ids in
-            try database.recordSent(ids: ids, now: now())
+            try store.recordSent(ids: ids, now: now())
         }
         self.sentCounters = Dictionary(
             uniqueKeysWithValues: [MailKind.confirmation, .announcement].map {
@@ -182,7 +182,7 @@ public final class OutboxSender: Sendable {
             } onCancel: {
                 stop()
             }
-            let left = try await pool.runIfActive { try self.database.backlog(now: self.now()) }
+            let left = try await pool.runIfActive { try self.store.backlog(now: self.now()) }
             try await pool.shutdownGracefully()
             return state.withLockedValue { state in
                 state.summary.leftQueued = left.ready + left.later
@@ -229,8 +229,8 @@ public final class OutboxSender: Sendable {
     private func nextStep(mode: Mode, progress: @Sendable (Progress) -> Void) throws -> NextStep {
         let holder: SendingRoleHolder?
         do {
-            guard try database.hasDueMail(now: now()) else { return mode == .drain ? .finished : .wait(1) }
-            holder = try database.takeSendingRole(owner: owner, lease: lease, now: now())
+            guard try store.hasDueMail(now: now()) else { return mode == .drain ? .finished : .wait(1) }
+            holder = try store.takeSendingRole(owner: owner, lease: lease, now: now())
         } catch {
             try unavailable(error, mode: mode)
             return .wait(5)
@@ -238,7 +238,7 @@ public final class OutboxSender: Sendable {
         guard let holder else { return .work(HeldRole(owner: owner, lease: lease, takenAt: now(), now: now)) }
         // Another process sends: show what is left, and take over once it is done or gone.
         state.withLockedValue { $0.summary.waitedForAnotherSender = true }
-        if mode == .drain, let due = try? database.backlog(now: now()).ready {  // only for the display: skipped when busy
+        if mode == .drain, let due = try? store.backlog(now: now()).ready {  // only for the display: skipped when busy
             progress(.anotherSenderWorks(due: due))
         }
         logger.debug("Another sender holds the role", metadata: ["holder": "\(holder.owner)"])
@@ -248,8 +248,8 @@ public final class OutboxSender: Sendable {
     /// A database failure outside the lanes: the end of a command's run (exit 69), a logged
     /// error and a retry for the server's worker.
     private func unavailable(_ error: any Error, mode: Mode) throws {
-        if mode == .drain { throw WaitlistError(.unavailable, "The database is not answering: \(AppDatabase.describe(error)).") }
-        logger.error("Cannot read the outbox", metadata: ["error": "\(AppDatabase.describe(error))"])
+        if mode == .drain { throw WaitlistError(.unavailable, "The database is not answering: \(store.describe(error)).") }
+        logger.error("Cannot read the outbox", metadata: ["error": "\(store.describe(error))"])
     }
 
     /// One period of holding the role: the lanes send until nothing is due, the run stops, or
@@ -285,11 +285,11 @@ public final class OutboxSender: Sendable {
     private func endPeriod(_ queue: WorkQueue) {
         queue.giveBackUnsent()
         do {
-            try database.applySentRecords()
-            try database.releaseSendingRole(owner: owner)
+            try store.applySentRecords()
+            try store.releaseSendingRole(owner: owner)
         } catch {
             // The records stay and are applied by the next claim; the role's lease runs out by itself.
-            logger.warning("Cannot give up the sending role", metadata: ["error": "\(AppDatabase.describe(error))"])
+            logger.warning("Cannot give up the sending role", metadata: ["error": "\(store.describe(error))"])
         }
     }
 
@@ -300,14 +300,14 @@ public final class OutboxSender: Sendable {
             probe?(.renew)
             let started = now()
             do {
-                if try database.renewSendingRole(owner: owner, lease: lease, now: started) {
+                if try store.renewSendingRole(owner: owner, lease: lease, now: started) {
                     role.renewed(at: started)
                 } else {
                     logger.warning("Another sender took the sending role over; this one stops")
                     role.lose()
                 }
             } catch {
-                logger.error("Cannot renew the sending role", metadata: ["error": "\(AppDatabase.describe(error))"])
+                logger.error("Cannot renew the sending role", metadata: ["error": "\(store.describe(error))"])
             }
         }
     }
@@ -433,13 +433,13 @@ public final class OutboxSender: Sendable {
         defer { queue.finished(delivery.outboxId) }
         let newState: OutboxState
         do {
-            newState = try database.markFailed(id: delivery.outboxId, error: failure, owner: owner, now: now())
+            newState = try store.markFailed(id: delivery.outboxId, error: failure, owner: owner, now: now())
         } catch is SendingRoleLost {
             logger.notice("Mail left to the next sender: the sending role is no longer ours", metadata: details)
             return nil
         } catch {
             // Not written: the row stays queued and due, and goes again (it did not arrive).
-            logger.error("Cannot record a failed delivery", metadata: details.merging(["error": "\(AppDatabase.describe(error))"]) { $1 })
+            logger.error("Cannot record a failed delivery", metadata: details.merging(["error": "\(store.describe(error))"]) { $1 })
             return .retryLater
         }
         switch failure {
@@ -477,7 +477,7 @@ public final class OutboxSender: Sendable {
     /// nobody stays bounced.
     private func takeBack(refusals blamed: [Int64], details: Logger.Metadata) {
         do {
-            let retaken = try database.revertRefusals(outboxIds: blamed, now: now())
+            let retaken = try store.revertRefusals(outboxIds: blamed, now: now())
             logger.error("The relay refuses every recipient; nobody is marked bounced", metadata: details)
             state.withLockedValue { $0.summary.failed -= retaken - 1 }
         } catch {

@@ -2,7 +2,6 @@ import Logging
 import ServiceLifecycle
 import WaitlistCore
 import WaitlistMail
-import WaitlistStore
 
 /// The server's mail worker: runs an ``OutboxSender`` for as long as the service runs, and on
 /// shutdown lets the messages in flight finish before returning.

@@ -1,7 +1,6 @@
 import Foundation
 import WaitlistCore
 import WaitlistMail
-import WaitlistStore
 
 /// The messages one period's lanes share: claimed from the database in batches as lanes need them,
 /// handed out one at a time, and kept out of later claims until their outcome is recorded.
@@ -75,7 +74,7 @@ final class WorkQueue: @unchecked Sendable {  // `state` is read and written onl
         let excluding = state.inHand
         condition.unlock()
         let claimed = Result {
-            try sender.database.claimDue(owner: role.owner, limit: sender.batchSize, excluding: excluding, now: sender.now())
+            try sender.store.claimDue(owner: role.owner, limit: sender.batchSize, excluding: excluding, now: sender.now())
         }
         condition.lock()
         state.claiming = false
@@ -90,11 +89,11 @@ final class WorkQueue: @unchecked Sendable {  // `state` is read and written onl
             role.lose()
         case .failure(let error) where ahead:
             sender.logger.notice(
-                "Cannot claim mail ahead; trying again when the batch runs out", metadata: ["error": "\(AppDatabase.describe(error))"])
+                "Cannot claim mail ahead; trying again when the batch runs out", metadata: ["error": "\(sender.store.describe(error))"])
             state.runningOut = true
         case .failure(let error):
-            sender.logger.error("Cannot claim mail from the outbox", metadata: ["error": "\(AppDatabase.describe(error))"])
-            state.failure = WaitlistError(.unavailable, "The database is not answering: \(AppDatabase.describe(error)).")
+            sender.logger.error("Cannot claim mail from the outbox", metadata: ["error": "\(sender.store.describe(error))"])
+            state.failure = WaitlistError(.unavailable, "The database is not answering: \(sender.store.describe(error)).")
         }
     }
 
@@ -124,12 +123,12 @@ final class WorkQueue: @unchecked Sendable {  // `state` is read and written onl
         }
         guard !unsent.isEmpty else { return }
         do {
-            try sender.database.releaseClaims(ids: unsent, owner: role.owner, now: sender.now())
+            try sender.store.releaseClaims(ids: unsent, owner: role.owner, now: sender.now())
         } catch is SendingRoleLost {
             // Another sender has the role, and these rows are its own to claim.
         } catch {
             // They stay queued and due: each keeps one attempt more and an unused token.
-            sender.logger.warning("Cannot give back unsent claims", metadata: ["error": "\(AppDatabase.describe(error))"])
+            sender.logger.warning("Cannot give back unsent claims", metadata: ["error": "\(sender.store.describe(error))"])
         }
     }
 }

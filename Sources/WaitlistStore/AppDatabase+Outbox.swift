@@ -2,19 +2,6 @@ import Foundation
 import GRDB
 import WaitlistCore
 
-/// What is left in the outbox, for `waitlist send` and progress reports.
-public struct OutboxBacklog: Sendable, Equatable {
-    /// Queued and due now: the sender holding the role sends these next.
-    public var ready: Int
-    /// Queued for a later retry.
-    public var later: Int
-    /// When the earliest of ``later`` is due.
-    public var nextAttemptAt: Date?
-
-    /// Nothing at all is queued.
-    public var isEmpty: Bool { ready + later == 0 }
-}
-
 /// The retry schedule for transient failures.
 public enum RetryPolicy {
     /// The first retry comes after this long.

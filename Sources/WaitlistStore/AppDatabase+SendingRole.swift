@@ -2,16 +2,6 @@ import Foundation
 import GRDB
 import WaitlistCore
 
-/// Thrown by the writes only the sender holding the sending role may make, when the given owner
-/// does not hold it (any more): its lease ran out and another sender may have taken over.
-public struct SendingRoleLost: Error, Sendable, Equatable {}
-
-/// The process that holds a database's sending role, as another sees it.
-public struct SendingRoleHolder: Sendable, Equatable {
-    public var owner: String
-    public var expiresAt: Date
-}
-
 extension AppDatabase {
     // MARK: - The sending role
 

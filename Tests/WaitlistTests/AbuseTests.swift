@@ -520,7 +520,7 @@ struct AbuseTests {
             email: try EmailAddress("anna@example.com"), courseId: 1, language: .ru, client: ClientContext())
         let transport = RecordingTransport()
         let sender = OutboxSender(
-            database: database, transport: transport, composer: world.composer, concurrency: 1, logger: .init(label: "test"))
+            store: database, transport: transport, composer: world.composer, concurrency: 1, logger: .init(label: "test"))
         try await sender.run(mode: .drain)
         let message = try #require(transport.messages.first)
         let tokens = [try #require(world.linkToken("confirm", in: message)), try #require(world.linkToken("unsubscribe", in: message))]

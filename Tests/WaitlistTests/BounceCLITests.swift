@@ -184,7 +184,7 @@ struct BounceEnvelopeTests {
         let address = BounceAddress("bounces@school.example")!
         let tags = BounceTags(address: address, key: try world.database.secret(named: BounceTags.secretName))
         let sender = OutboxSender(
-            database: world.database,
+            store: world.database,
             transport: SMTPTransport(configuration: try SMTPConfiguration(url: server.url), ehloName: "school.example"),
             composer: world.composer, concurrency: 1, logger: .init(label: "test"), bounceTags: tags, now: world.clock.function)
         try await world.signUp("anna@example.com")
@@ -204,7 +204,7 @@ struct BounceEnvelopeTests {
         // Unset: the envelope sender is the From address.
         try await world.signUp("boris@example.com")
         let plain = OutboxSender(
-            database: world.database,
+            store: world.database,
             transport: SMTPTransport(configuration: try SMTPConfiguration(url: server.url), ehloName: "school.example"),
             composer: world.composer, concurrency: 1, logger: .init(label: "test"), now: world.clock.function)
         #expect(try await plain.run(mode: .drain).sent == 1)

@@ -24,7 +24,7 @@ struct LiveDeliveryTests {
         world.settings.mailFrom = Mailbox(displayName: "Школа дизайна", address: "school@example.org")
         let transport = SMTPTransport(configuration: try SMTPConfiguration(url: server.url), ehloName: "waitlist.example.org")
         let sender = OutboxSender(
-            database: world.database, transport: transport, composer: world.composer, concurrency: 2, logger: .init(label: "test"),
+            store: world.database, transport: transport, composer: world.composer, concurrency: 2, logger: .init(label: "test"),
             now: world.clock.function)
 
         // A visitor signs up through the API, and the worker delivers the confirmation.
@@ -79,7 +79,7 @@ struct LiveDeliveryTests {
         _ = try world.database.open(courseId: 1, date: "2027-03-15", enrolURL: "https://school.example/enrol", now: world.clock.now)
         let transport = SMTPTransport(configuration: try SMTPConfiguration(url: server.url), ehloName: "waitlist.test")
         let sender = OutboxSender(
-            database: world.database, transport: transport, composer: world.composer, concurrency: 2, logger: .init(label: "test"),
+            store: world.database, transport: transport, composer: world.composer, concurrency: 2, logger: .init(label: "test"),
             now: world.clock.function)
         let receivedBefore = server.receivedCount()
 
@@ -118,7 +118,7 @@ struct LiveDeliveryTests {
         let before = server.receivedCount()
         let transport = SMTPTransport(configuration: try SMTPConfiguration(url: server.url), ehloName: "waitlist.test")
         let sender = OutboxSender(
-            database: world.database, transport: transport, composer: world.composer, concurrency: 1, logger: .init(label: "test"),
+            store: world.database, transport: transport, composer: world.composer, concurrency: 1, logger: .init(label: "test"),
             rate: rateLimited ? Rate(count: 4, per: .second) : nil, now: world.clock.function)
         #expect(try await sender.run(mode: .drain).sent == 5)
         let received = Array(try server.receivedMessages().dropFirst(before))

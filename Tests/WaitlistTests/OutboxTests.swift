@@ -318,7 +318,7 @@ struct OutboxTests {
             try? database.writer.write { db in try db.execute(sql: "DROP TRIGGER refuse_marks") }
         }
         let sender = OutboxSender(
-            database: world.database, transport: transport, composer: world.composer, concurrency: 1, logger: .init(label: "test"),
+            store: world.database, transport: transport, composer: world.composer, concurrency: 1, logger: .init(label: "test"),
             now: world.clock.function)
         let first = try await sender.run(mode: .drain)
 
@@ -433,7 +433,7 @@ struct OutboxTests {
         let transport = RecordingTransport()
         let senders = [first, second].map {
             OutboxSender(
-                database: $0, transport: transport, composer: world.composer, concurrency: 3, logger: .init(label: "test"), batchSize: 4)
+                store: $0, transport: transport, composer: world.composer, concurrency: 3, logger: .init(label: "test"), batchSize: 4)
         }
         async let a = senders[0].run(mode: .drain)
         async let b = senders[1].run(mode: .drain)
@@ -456,7 +456,7 @@ struct OutboxTests {
         let world = try await TestWorld.make()
         let transport = GatedTransport(passing: passing)
         let sender = OutboxSender(
-            database: database, transport: transport, composer: world.composer, concurrency: 2, logger: .init(label: "test"), batchSize: 10)
+            store: database, transport: transport, composer: world.composer, concurrency: 2, logger: .init(label: "test"), batchSize: 10)
         return (database, transport, Task { try await sender.run(mode: .drain) })
     }
 

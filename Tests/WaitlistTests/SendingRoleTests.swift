@@ -59,7 +59,7 @@ struct SendingRoleTests {
         let freezer = Freezer(at: target)
         let lease: TimeInterval = 45
         let first = OutboxSender(
-            database: world.database, transport: relay, composer: world.composer, concurrency: 1, logger: .init(label: "first"),
+            store: world.database, transport: relay, composer: world.composer, concurrency: 1, logger: .init(label: "first"),
             lease: lease, now: world.clock.function, probe: { freezer.pass($0) })
         let firstRun = Task { try await first.run(mode: .drain) }
         try #require(await freezer.waitUntilFrozen(), "the first sender never reached \(target)")
@@ -67,7 +67,7 @@ struct SendingRoleTests {
         // Frozen past its lease: the second sender takes the role over and drains the outbox.
         world.clock.advance(by: lease + 1)
         let second = OutboxSender(
-            database: world.database, transport: relay, composer: world.composer, concurrency: 1, logger: .init(label: "second"),
+            store: world.database, transport: relay, composer: world.composer, concurrency: 1, logger: .init(label: "second"),
             lease: lease, now: world.clock.function)
         try await second.run(mode: .drain)
         if fault.crashes {
@@ -101,7 +101,7 @@ struct SendingRoleTests {
         // At the point of no return, the world has moved on: the wait for it outlasted the lease,
         // and another sender took the role.
         let sender = OutboxSender(
-            database: world.database, transport: relay, composer: world.composer, concurrency: 1, logger: .init(label: "test"),
+            store: world.database, transport: relay, composer: world.composer, concurrency: 1, logger: .init(label: "test"),
             lease: 10, now: clock.function,
             probe: { step in
                 guard case .beforeEnd = step else { return }

@@ -158,7 +158,7 @@ struct TestWorld {
 
     func sender(concurrency: Int = 1) -> OutboxSender {
         OutboxSender(
-            database: database, transport: transport, composer: composer, concurrency: concurrency, logger: .init(label: "test"),
+            store: database, transport: transport, composer: composer, concurrency: concurrency, logger: .init(label: "test"),
             now: clock.function)
     }
 
