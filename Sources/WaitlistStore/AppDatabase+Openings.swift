@@ -72,8 +72,8 @@ extension AppDatabase {
     public func open(
         courseId: Int64, date: String, enrolURL: String, now: Date = Date(), chunks: QueuingChunks = queuingChunks, chunkLimit: Int? = nil,
         pause: TimeInterval = pauseBetweenChunks
-    ) throws -> OpeningResult {
-        let (opening, isNew) = try writer.write { db -> (Opening, Bool) in
+    ) async throws -> OpeningResult {
+        let (opening, isNew) = try await writer.write { db -> (Opening, Bool) in
             var opening: Opening
             var isNew = false
             if let current = try Self.currentOpening(db, courseId: courseId) {
@@ -96,7 +96,7 @@ extension AppDatabase {
                 sql: "INSERT OR IGNORE INTO opening_queue (openingId, queuedThrough) VALUES (?, 0)", arguments: [opening.id])
             return (opening, isNew)
         }
-        let queued = try queueAnnouncements(openingId: opening.id!, now: now, chunks: chunks, chunkLimit: chunkLimit, pause: pause)
+        let queued = try await queueAnnouncements(openingId: opening.id!, now: now, chunks: chunks, chunkLimit: chunkLimit, pause: pause)
         return OpeningResult(opening: opening, isNew: isNew, newlyQueued: queued)
     }
 
@@ -104,8 +104,8 @@ extension AppDatabase {
     ///
     /// - Returns: how many announcements were queued.
     @discardableResult
-    public func completeInterruptedQueuing(now: Date = Date()) throws -> Int {
-        let openings = try writer.read { db in
+    public func completeInterruptedQueuing(now: Date = Date()) async throws -> Int {
+        let openings = try await writer.read { db in
             try Int64.fetchAll(
                 db,
                 sql: """
@@ -115,7 +115,7 @@ extension AppDatabase {
         }
         var queued = 0
         for openingId in openings {
-            queued += try queueAnnouncements(
+            queued += try await queueAnnouncements(
                 openingId: openingId, now: now, chunks: Self.queuingChunks, chunkLimit: nil, pause: Self.pauseBetweenChunks)
         }
         return queued
@@ -123,17 +123,19 @@ extension AppDatabase {
 
     /// Queues the announcements of an opening chunk by chunk from its recorded progress, each
     /// chunk and its progress in one short transaction; the progress row goes with the last chunk.
-    private func queueAnnouncements(openingId: Int64, now: Date, chunks: QueuingChunks, chunkLimit: Int?, pause: TimeInterval) throws -> Int
-    {
+    /// Between chunks it leaves the write lock free for `pause`, waiting without holding a thread.
+    private func queueAnnouncements(
+        openingId: Int64, now: Date, chunks: QueuingChunks, chunkLimit: Int?, pause: TimeInterval
+    ) async throws -> Int {
         var queued = 0
         var chunkCount = 0
         var sizer = chunks.sizer()
         while chunkLimit.map({ chunkCount < $0 }) ?? true {
             chunkCount += 1
             let chunkSize = sizer.size
-            var locked = 0.0  // the transaction is IMMEDIATE: from here it holds the write lock
-            let isDone = try writer.write { db -> Bool in
-                locked = chunks.clock()
+            // The transaction is IMMEDIATE: from its first statement it holds the write lock.
+            let (isDone, chunkQueued, locked) = try await writer.write { db -> (Bool, Int, Double) in
+                let locked = chunks.clock()
                 guard
                     let progress = try Row.fetchOne(
                         db,
@@ -141,7 +143,7 @@ extension AppDatabase {
                             SELECT q.queuedThrough, o.courseId, o.closedAt FROM opening_queue q JOIN opening o ON o.id = q.openingId
                             WHERE q.openingId = ?
                             """, arguments: [openingId])
-                else { return true }
+                else { return (true, 0, locked) }
                 let from: Int64 = progress["queuedThrough"]
                 let courseId: Int64 = progress["courseId"]
                 let chunk = try Row.fetchOne(
@@ -151,6 +153,7 @@ extension AppDatabase {
                             SELECT id FROM subscriber WHERE courseId = ? AND status = 'confirmed' AND id > ? ORDER BY id LIMIT ?)
                         """, arguments: [courseId, from, chunkSize])!
                 let count: Int = chunk["n"]
+                var chunkQueued = 0
                 if (progress["closedAt"] as Date?) == nil, let through = chunk["through"] as Int64? {
                     try db.execute(
                         sql: """
@@ -158,17 +161,18 @@ extension AppDatabase {
                             SELECT 'announcement', id, ?, 'queued', ?, ? FROM subscriber
                             WHERE courseId = ? AND status = 'confirmed' AND id > ? AND id <= ?
                             """, arguments: [openingId, now, now, courseId, from, through])
-                    queued += db.changesCount
+                    chunkQueued = db.changesCount
                     try db.execute(
                         sql: "UPDATE opening_queue SET queuedThrough = ? WHERE openingId = ?", arguments: [through, openingId])
                 }
-                guard count < chunkSize || (progress["closedAt"] as Date?) != nil else { return false }
+                guard count < chunkSize || (progress["closedAt"] as Date?) != nil else { return (false, chunkQueued, locked) }
                 try db.execute(sql: "DELETE FROM opening_queue WHERE openingId = ?", arguments: [openingId])
-                return true
+                return (true, chunkQueued, locked)
             }
+            queued += chunkQueued
             if isDone { break }
             sizer.took(chunks.clock() - locked)  // the lock held, not the wait for it: signups sharing it do not shrink it
-            Thread.sleep(forTimeInterval: pause)
+            try await Task.sleep(for: .seconds(pause))
         }
         return queued
     }

@@ -73,7 +73,7 @@ struct OpenEnrolment: AsyncParsableCommand {
                     return
                 }
             }
-            let result = try database.open(courseId: course.id!, date: date, enrolURL: enrolURL)
+            let result = try await database.open(courseId: course.id!, date: date, enrolURL: enrolURL)
             printNow(
                 (result.isNew
                     ? "Enrolment for «\(course.title)» is open for \(date)"

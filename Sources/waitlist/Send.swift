@@ -15,7 +15,7 @@ struct Send: AsyncParsableCommand {
     func run() async throws {
         try await withRuntime(signsMail: true) { runtime in
             // An `open` that was interrupted while queuing is completed first.
-            let resumed = try runtime.database.completeInterruptedQueuing()
+            let resumed = try await runtime.database.completeInterruptedQueuing()
             if resumed > 0 { printNow("Completed an interrupted opening: \(resumed) announcements queued.") }
             try await deliverQueued(runtime)
         }

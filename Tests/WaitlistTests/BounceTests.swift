@@ -101,7 +101,8 @@ struct BounceTests {
         try await world.confirmedSubscriber("anna@example.com")
         try await world.confirmedSubscriber("boris@example.com")
         let course = try world.course.id!
-        _ = try world.database.open(courseId: course, date: "2027-03-15", enrolURL: "https://school.example/enrol", now: world.clock.now)
+        _ = try await world.database.open(
+            courseId: course, date: "2027-03-15", enrolURL: "https://school.example/enrol", now: world.clock.now)
         try await world.deliverAll()
         let annaId = try announcementId(of: "anna@example.com", in: world.database)
         // When a DSN comes back for anna's announcement
@@ -119,7 +120,8 @@ struct BounceTests {
                 == .alreadyStopped)
         _ = try world.database.close(courseId: course, now: world.clock.now)
         let before = world.transport.messages.count
-        _ = try world.database.open(courseId: course, date: "2027-09-01", enrolURL: "https://school.example/enrol", now: world.clock.now)
+        _ = try await world.database.open(
+            courseId: course, date: "2027-09-01", enrolURL: "https://school.example/enrol", now: world.clock.now)
         try await world.deliverAll()
         #expect(world.transport.messages.dropFirst(before).map(\.to.address) == ["boris@example.com"])
     }

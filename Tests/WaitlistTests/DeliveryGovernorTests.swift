@@ -132,7 +132,7 @@ struct SenderResilienceTests {
     func refusingRelayBouncesNobody() async throws {
         let world = try await TestWorld.make()
         for index in 1...30 { try await world.confirmedSubscriber("person\(index)@school\(index % 5).example") }
-        _ = try world.database.open(courseId: 1, date: "2027-03-15", enrolURL: "https://school.example/enrol", now: world.clock.now)
+        _ = try await world.database.open(courseId: 1, date: "2027-03-15", enrolURL: "https://school.example/enrol", now: world.clock.now)
         world.transport.failNext(contentsOf: Array(repeating: .permanent("554 5.7.1 relay access denied", policy: true), count: 30))
         let summary = try await world.sender().run(mode: .drain)
         #expect(summary.stopReason?.contains("relay access denied") == true)
@@ -147,7 +147,7 @@ struct SenderResilienceTests {
     func someBadAddressesBounce() async throws {
         let world = try await TestWorld.make()
         for index in 1...10 { try await world.confirmedSubscriber("person\(index)@example.com") }
-        _ = try world.database.open(courseId: 1, date: "2027-03-15", enrolURL: "https://school.example/enrol", now: world.clock.now)
+        _ = try await world.database.open(courseId: 1, date: "2027-03-15", enrolURL: "https://school.example/enrol", now: world.clock.now)
         world.transport.failNext(.permanent("550 no such user"), .permanent("550 no such user"))
         let summary = try await world.sender().run(mode: .drain)
         #expect(summary.stopReason == nil)

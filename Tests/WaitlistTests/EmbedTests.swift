@@ -73,7 +73,7 @@ struct EmbedTests {
     @Test("Once enrolment is open the embed shows the date, and its link opens a new top-level tab")
     func openEmbedLinksOut() async throws {
         let world = try await Self.schoolWorld()
-        _ = try world.database.open(courseId: try world.course.id!, date: "2027-03-15", enrolURL: "https://school.example/enrol")
+        _ = try await world.database.open(courseId: try world.course.id!, date: "2027-03-15", enrolURL: "https://school.example/enrol")
         try await world.application().test(.router) { client async throws in
             let page = try await client.get("/embed/negotiation").text
             #expect(page.contains("15 марта 2027"))

@@ -50,7 +50,7 @@ struct LiveDeliveryTests {
         #expect(try world.database.status(courseId: 1).confirmed == 1)
 
         // Enrolment opens: the announcement arrives with the RFC 8058 headers.
-        _ = try world.database.open(courseId: 1, date: "2027-03-15", enrolURL: "https://school.example/enrol", now: world.clock.now)
+        _ = try await world.database.open(courseId: 1, date: "2027-03-15", enrolURL: "https://school.example/enrol", now: world.clock.now)
         #expect(try await sender.run(mode: .drain).sent == 1)
         let received = try server.receivedMessages()
         #expect(received.count == 2)
@@ -76,7 +76,7 @@ struct LiveDeliveryTests {
         for address in ["anna@example.com", "boris@example.com", "vera@example.com"] {
             try await world.confirmedSubscriber(address)
         }
-        _ = try world.database.open(courseId: 1, date: "2027-03-15", enrolURL: "https://school.example/enrol", now: world.clock.now)
+        _ = try await world.database.open(courseId: 1, date: "2027-03-15", enrolURL: "https://school.example/enrol", now: world.clock.now)
         let transport = SMTPTransport(configuration: try SMTPConfiguration(url: server.url), ehloName: "waitlist.test")
         let sender = OutboxSender(
             store: world.database, transport: transport, composer: world.composer, concurrency: 2, logger: .init(label: "test"),
@@ -114,7 +114,7 @@ struct LiveDeliveryTests {
         let world = try await TestWorld.make()
         let addresses = (1...5).map { "reader\($0)@example.com" }
         for address in addresses { try await world.confirmedSubscriber(address) }
-        _ = try world.database.open(courseId: 1, date: "2027-03-15", enrolURL: "https://school.example/enrol", now: world.clock.now)
+        _ = try await world.database.open(courseId: 1, date: "2027-03-15", enrolURL: "https://school.example/enrol", now: world.clock.now)
         let before = server.receivedCount()
         let transport = SMTPTransport(configuration: try SMTPConfiguration(url: server.url), ehloName: "waitlist.test")
         let sender = OutboxSender(

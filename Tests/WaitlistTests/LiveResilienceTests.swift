@@ -176,7 +176,7 @@ struct LiveResilienceTests {
         defer { cli.cleanUp() }
         let addresses = try cli.seedConfirmed(count: 1500)
         let database = try AppDatabase.open(path: cli.databasePath)
-        _ = try database.open(courseId: 1, date: "2027-03-15", enrolURL: enrol)
+        _ = try await database.open(courseId: 1, date: "2027-03-15", enrolURL: enrol)
         let processes = try (0..<2).map { _ in try cli.start(["send"], extraEnvironment: ["WAITLIST_SMTP_URL": server.url]) }
         for process in processes {
             process.waitUntilExit()

@@ -24,39 +24,39 @@ struct OpeningQueueTests {
     }
 
     @Test("open queues in transactions of a chunk and records how far it got")
-    func openRecordsItsProgress() throws {
+    func openRecordsItsProgress() async throws {
         let cli = try CLIHarness()
         defer { cli.cleanUp() }
         _ = try cli.seedConfirmed(count: 25)
         let database = try AppDatabase.open(path: cli.databasePath)
 
         // When an open stops after the first of three chunks (as a crash would)
-        let result = try database.open(courseId: 1, date: "2027-03-15", enrolURL: enrol, chunks: .fixed(10), chunkLimit: 1)
+        let result = try await database.open(courseId: 1, date: "2027-03-15", enrolURL: enrol, chunks: .fixed(10), chunkLimit: 1)
 
         // Then ten are queued, and the progress says up to whom
         #expect(result.newlyQueued == 10)
         #expect(try announcements(database) == (10, 10))
-        let progress = try database.writer.read { db in try Int64.fetchOne(db, sql: "SELECT queuedThrough FROM opening_queue") }
-        let tenth = try database.writer.read { db in
+        let progress = try await database.writer.read { db in try Int64.fetchOne(db, sql: "SELECT queuedThrough FROM opening_queue") }
+        let tenth = try await database.writer.read { db in
             try Int64.fetchOne(db, sql: "SELECT id FROM subscriber WHERE status = 'confirmed' ORDER BY id LIMIT 1 OFFSET 9")
         }
         #expect(progress == tenth)
 
         // When it runs to the end, everyone has one announcement and the progress is gone
-        let rest = try database.open(courseId: 1, date: "2027-03-15", enrolURL: enrol, chunks: .fixed(10))
+        let rest = try await database.open(courseId: 1, date: "2027-03-15", enrolURL: enrol, chunks: .fixed(10))
         #expect(rest.newlyQueued == 15)
         #expect(try announcements(database) == (25, 25))
-        #expect(try database.writer.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM opening_queue") } == 0)
+        #expect(try await database.writer.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM opening_queue") } == 0)
     }
 
     @Test("send completes an open interrupted while queuing: everyone is mailed once")
-    func sendCompletesAnInterruptedOpen() throws {
+    func sendCompletesAnInterruptedOpen() async throws {
         let cli = try CLIHarness()
         defer { cli.cleanUp() }
         _ = try cli.seedConfirmed(count: 25)
         let database = try AppDatabase.open(path: cli.databasePath)
         // Given an open that stopped after one chunk of ten
-        _ = try database.open(courseId: 1, date: "2027-03-15", enrolURL: enrol, chunks: .fixed(10), chunkLimit: 1)
+        _ = try await database.open(courseId: 1, date: "2027-03-15", enrolURL: enrol, chunks: .fixed(10), chunkLimit: 1)
 
         // When `send` runs
         let sent = try cli.run("send")
@@ -71,12 +71,12 @@ struct OpeningQueueTests {
     }
 
     @Test("open run again completes an interrupted open without mailing anyone twice")
-    func openAgainCompletesAnInterruptedOpen() throws {
+    func openAgainCompletesAnInterruptedOpen() async throws {
         let cli = try CLIHarness()
         defer { cli.cleanUp() }
         _ = try cli.seedConfirmed(count: 25)
         let database = try AppDatabase.open(path: cli.databasePath)
-        _ = try database.open(courseId: 1, date: "2027-03-15", enrolURL: enrol, chunks: .fixed(10), chunkLimit: 2)
+        _ = try await database.open(courseId: 1, date: "2027-03-15", enrolURL: enrol, chunks: .fixed(10), chunkLimit: 2)
         #expect(try announcements(database) == (20, 20))
 
         let again = try cli.run("open", "--date", "2027-03-15", "--yes")
@@ -88,7 +88,7 @@ struct OpeningQueueTests {
     }
 
     @Test("Each chunk is sized from how long the one before took, growing at most twofold")
-    func chunksFollowTheTimeTheyTake() throws {
+    func chunksFollowTheTimeTheyTake() async throws {
         let cli = try CLIHarness()
         defer { cli.cleanUp() }
         _ = try cli.seedConfirmed(count: 40)
@@ -102,7 +102,7 @@ struct OpeningQueueTests {
         let chunks = QueuingChunks.timed(target: 0.01, first: 8, bounds: 1...100, clock: clock)
 
         // When open stops after three chunks
-        let result = try database.open(courseId: 1, date: "2027-03-15", enrolURL: enrol, chunks: chunks, chunkLimit: 3)
+        let result = try await database.open(courseId: 1, date: "2027-03-15", enrolURL: enrol, chunks: chunks, chunkLimit: 3)
 
         // Then they held 8, then a quarter of that, then twice that (not ten times)
         #expect(result.newlyQueued == 8 + 2 + 4)

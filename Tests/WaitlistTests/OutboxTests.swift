@@ -34,7 +34,8 @@ struct OutboxTests {
         try await world.deliverAll()
         let before = world.transport.messages.count
         // When enrolment opens
-        let result = try world.database.open(courseId: try world.course.id!, date: "2027-03-15", enrolURL: enrol, now: world.clock.now)
+        let result = try await world.database.open(
+            courseId: try world.course.id!, date: "2027-03-15", enrolURL: enrol, now: world.clock.now)
         try await world.deliverAll()
         // Then exactly the confirmed ones get the announcement
         #expect(result.newlyQueued == 2)
@@ -48,10 +49,10 @@ struct OutboxTests {
         let world = try await TestWorld.make()
         for name in ["anna", "boris", "vera"] { try await world.confirmedSubscriber("\(name)@example.com") }
         let courseId = try world.course.id!
-        let first = try world.database.open(courseId: courseId, date: "2027-03-15", enrolURL: enrol, now: world.clock.now)
+        let first = try await world.database.open(courseId: courseId, date: "2027-03-15", enrolURL: enrol, now: world.clock.now)
         try await world.deliverAll()
         let count = world.transport.messages.count
-        let second = try world.database.open(courseId: courseId, date: "2027-03-15", enrolURL: enrol, now: world.clock.now)
+        let second = try await world.database.open(courseId: courseId, date: "2027-03-15", enrolURL: enrol, now: world.clock.now)
         try await world.deliverAll()
         #expect(first.newlyQueued == 3)
         #expect(second.newlyQueued == 0)
@@ -63,8 +64,8 @@ struct OutboxTests {
     func openOtherDateWhileOpenIsRefused() async throws {
         let world = try await TestWorld.make()
         let courseId = try world.course.id!
-        _ = try world.database.open(courseId: courseId, date: "2027-03-15", enrolURL: enrol)
-        #expect(throws: WaitlistError.self) { try world.database.open(courseId: courseId, date: "2027-04-01", enrolURL: enrol) }
+        _ = try await world.database.open(courseId: courseId, date: "2027-03-15", enrolURL: enrol)
+        await #expect(throws: WaitlistError.self) { try await world.database.open(courseId: courseId, date: "2027-04-01", enrolURL: enrol) }
     }
 
     @Test("After close, an open for a new date mails every confirmed, still subscribed address once more")
@@ -73,13 +74,13 @@ struct OutboxTests {
         try await world.confirmedSubscriber("anna@example.com")
         try await world.confirmedSubscriber("boris@example.com")
         let courseId = try world.course.id!
-        _ = try world.database.open(courseId: courseId, date: "2027-03-15", enrolURL: enrol, now: world.clock.now)
+        _ = try await world.database.open(courseId: courseId, date: "2027-03-15", enrolURL: enrol, now: world.clock.now)
         try await world.deliverAll()
         _ = try world.database.unsubscribe(try world.token("unsubscribe", sentTo: "boris@example.com"))
         #expect(try world.database.close(courseId: courseId) != nil)
         #expect(try world.database.currentOpening(courseId: courseId) == nil)
         let count = world.transport.messages.count
-        let reopened = try world.database.open(courseId: courseId, date: "2027-09-01", enrolURL: enrol, now: world.clock.now)
+        let reopened = try await world.database.open(courseId: courseId, date: "2027-09-01", enrolURL: enrol, now: world.clock.now)
         try await world.deliverAll()
         #expect(reopened.newlyQueued == 1)
         let new = world.transport.messages.dropFirst(count)
@@ -92,7 +93,7 @@ struct OutboxTests {
         let world = try await TestWorld.make()
         try await world.confirmedSubscriber("anna@example.com")
         let courseId = try world.course.id!
-        _ = try world.database.open(courseId: courseId, date: "2027-03-15", enrolURL: enrol, now: world.clock.now)
+        _ = try await world.database.open(courseId: courseId, date: "2027-03-15", enrolURL: enrol, now: world.clock.now)
         try world.database.close(courseId: courseId)
         let count = world.transport.messages.count
         try await world.deliverAll()
@@ -103,7 +104,7 @@ struct OutboxTests {
     @Test("Someone who confirms while enrolment is open gets the announcement at once")
     func confirmWhileOpenQueuesAnnouncement() async throws {
         let world = try await TestWorld.make()
-        _ = try world.database.open(courseId: try world.course.id!, date: "2027-03-15", enrolURL: enrol, now: world.clock.now)
+        _ = try await world.database.open(courseId: try world.course.id!, date: "2027-03-15", enrolURL: enrol, now: world.clock.now)
         try await world.confirmedSubscriber("late@example.com")
         try await world.deliverAll()
         let last = try #require(world.lastMessage(to: "late@example.com"))
@@ -115,7 +116,7 @@ struct OutboxTests {
         let world = try await TestWorld.make()
         try await world.confirmedSubscriber("anna@example.com")
         try await world.confirmedSubscriber("boris@example.com", language: .en)
-        _ = try world.database.open(courseId: try world.course.id!, date: "2027-03-15", enrolURL: enrol, now: world.clock.now)
+        _ = try await world.database.open(courseId: try world.course.id!, date: "2027-03-15", enrolURL: enrol, now: world.clock.now)
         try await world.deliverAll()
         for (address, date) in [("anna@example.com", "15 марта 2027"), ("boris@example.com", "15 March 2027")] {
             let message = try #require(world.lastMessage(to: address))
@@ -138,7 +139,7 @@ struct OutboxTests {
     func eachMailHasItsOwnLinks() async throws {
         let world = try await TestWorld.make()
         for name in ["anna", "boris", "vera"] { try await world.confirmedSubscriber("\(name)@example.com") }
-        _ = try world.database.open(courseId: 1, date: "2027-03-15", enrolURL: enrol, now: world.clock.now)
+        _ = try await world.database.open(courseId: 1, date: "2027-03-15", enrolURL: enrol, now: world.clock.now)
         try await world.deliverAll()
         var tokens: Set<String> = []
         for name in ["anna", "boris", "vera"] {
@@ -198,7 +199,7 @@ struct OutboxTests {
         let world = try await TestWorld.make()
         try await world.confirmedSubscriber("anna@example.com")
         world.transport.failNext(.permanent("550 no such user"))
-        _ = try world.database.open(courseId: try world.course.id!, date: "2027-03-15", enrolURL: enrol, now: world.clock.now)
+        _ = try await world.database.open(courseId: try world.course.id!, date: "2027-03-15", enrolURL: enrol, now: world.clock.now)
         let summary = try await world.deliverAll()
         #expect(summary.failed == 1)
         world.clock.advance(by: 3600)
@@ -264,13 +265,13 @@ struct OutboxTests {
     }
 
     @Test("Links mailed before the database was upgraded keep working after it")
-    func linksFromBeforeTheUpgradeKeepWorking() throws {
+    func linksFromBeforeTheUpgradeKeepWorking() async throws {
         // A database as the previous release left it: an unsubscribe token in the token table.
         let queue = try DatabaseQueue()
         try AppDatabase.migrator.migrate(queue, upTo: "v2: secrets")
         let now = Date(timeIntervalSince1970: 1_800_000_000)
         let mailed = Token.generate()
-        try queue.write { db in
+        try await queue.write { db in
             try db.execute(
                 sql: """
                     INSERT INTO subscriber (courseId, email, emailKey, language, status, createdAt, confirmedAt)
@@ -287,7 +288,7 @@ struct OutboxTests {
         }
         #expect(subscriber.email == "anna@example.com")
         // And new mail to the same subscriber carries a keyed link that works too.
-        _ = try database.open(courseId: 1, date: "2027-03-15", enrolURL: enrol, now: now)
+        _ = try await database.open(courseId: 1, date: "2027-03-15", enrolURL: enrol, now: now)
         let announcement = try #require(try database.claimAsSender(owner: "test", limit: 1, now: now).first)
         #expect(try database.lookUp(announcement.unsubscribeToken, purpose: .unsubscribe, now: now) != .unknown)
     }
@@ -305,7 +306,7 @@ struct OutboxTests {
         for address in ["anna@example.com", "boris@example.com", "vera@example.com"] {
             try await world.confirmedSubscriber(address)
         }
-        _ = try world.database.open(courseId: 1, date: "2027-03-15", enrolURL: enrol, now: world.clock.now)
+        _ = try await world.database.open(courseId: 1, date: "2027-03-15", enrolURL: enrol, now: world.clock.now)
         // The database refuses marks (a full disk, say) until the first message is held back.
         try await world.database.writer.write { db in
             try db.execute(
@@ -359,7 +360,7 @@ struct OutboxTests {
         for address in ["anna@example.com", "boris@example.com"] {
             try await world.confirmedSubscriber(address)
         }
-        let opening = try world.database.open(courseId: 1, date: "2027-03-15", enrolURL: enrol, now: world.clock.now)
+        let opening = try await world.database.open(courseId: 1, date: "2027-03-15", enrolURL: enrol, now: world.clock.now)
         let claimed = try world.database.claimAsSender(owner: "lane", limit: 1, now: world.clock.now)
         try world.database.recordSent(ids: claimed.map(\.outboxId), now: world.clock.now)
 
@@ -372,7 +373,7 @@ struct OutboxTests {
     func unsubscribingKeepsRecordedMailSent() async throws {
         let world = try await TestWorld.make()
         try await world.confirmedSubscriber("anna@example.com")
-        let opening = try world.database.open(courseId: 1, date: "2027-03-15", enrolURL: enrol, now: world.clock.now)
+        let opening = try await world.database.open(courseId: 1, date: "2027-03-15", enrolURL: enrol, now: world.clock.now)
         let claimed = try #require(try world.database.claimAsSender(owner: "lane", limit: 1, now: world.clock.now).first)
         try world.database.recordSent(ids: [claimed.outboxId], now: world.clock.now)
 

@@ -45,7 +45,8 @@ struct RouteTests {
     @Test("Once enrolment is open the page shows the date and the enrolment link instead of the form")
     func openCoursePageShowsDate() async throws {
         let world = try await TestWorld.make()
-        _ = try world.database.open(courseId: try world.course.id!, date: "2027-03-15", enrolURL: "https://school.example/enrol?x=1&y=2")
+        _ = try await world.database.open(
+            courseId: try world.course.id!, date: "2027-03-15", enrolURL: "https://school.example/enrol?x=1&y=2")
         try await world.application().test(.router) { client async throws in
             let page = try await client.get("/courses/negotiation").text
             #expect(page.contains("15 марта 2027"))

@@ -45,7 +45,7 @@ struct SendingRoleTests {
         let world = try await TestWorld.make()
         let addresses = ["anna@example.com", "boris@example.com", "vera@example.com"]
         for address in addresses { try await world.confirmedSubscriber(address) }
-        _ = try world.database.open(courseId: 1, date: "2027-03-15", enrolURL: "https://school.example/enrol", now: world.clock.now)
+        _ = try await world.database.open(courseId: 1, date: "2027-03-15", enrolURL: "https://school.example/enrol", now: world.clock.now)
         let ids = try await world.database.writer.read { db in
             try Int64.fetchAll(db, sql: "SELECT id FROM outbox WHERE kind = 'announcement' ORDER BY id")
         }
@@ -94,7 +94,7 @@ struct SendingRoleTests {
     func lostRoleIsNoticedAfterAWait() async throws {
         let world = try await TestWorld.make()
         try await world.confirmedSubscriber("anna@example.com")
-        _ = try world.database.open(courseId: 1, date: "2027-03-15", enrolURL: "https://school.example/enrol", now: world.clock.now)
+        _ = try await world.database.open(courseId: 1, date: "2027-03-15", enrolURL: "https://school.example/enrol", now: world.clock.now)
         let relay = ScriptedRelay()
         let clock = world.clock
         let database = world.database

@@ -406,7 +406,7 @@ struct SignupDatabaseTests {
     func unsubscribeCancelsQueuedMail() async throws {
         let world = try await TestWorld.make()
         try await world.confirmedSubscriber("anna@example.com")
-        _ = try world.database.open(
+        _ = try await world.database.open(
             courseId: try world.course.id!, date: "2027-03-15", enrolURL: "https://school.example/enrol", now: world.clock.now)
         let message = try #require(world.lastMessage(to: "anna@example.com"))
         let token = try #require(world.linkToken("unsubscribe", in: message))

@@ -378,10 +378,8 @@ struct StorageTests {
         // Given `open` queuing twenty chunks in its own connection, as another process would (with
         // pauses long enough for a test machine busy with the other tests)
         let opening = Task { @Sendable in
-            await onOwnThread {
-                _ = try? command.open(
-                    courseId: courseId, date: "2027-03-15", enrolURL: "https://school.example/enrol", chunks: .fixed(2000), pause: 0.05)
-            }
+            _ = try? await command.open(
+                courseId: courseId, date: "2027-03-15", enrolURL: "https://school.example/enrol", chunks: .fixed(2000), pause: 0.05)
         }
         let announcements = "SELECT count(*) FROM outbox WHERE kind = 'announcement'"
         // When a signup comes meanwhile, in the signup writer's transaction (on a thread of its own:
