@@ -320,9 +320,8 @@ struct OriginPolicy: Sendable {
 ///
 /// Not Hummingbird's `URLEncodedFormDecoder`: it turns percent-encoded bytes that are not UTF-8
 /// into U+FFFD instead of refusing them (`email=a%FFb@example.com` became an address with a
-/// replacement character in it), where a form that is not UTF-8 is a `400` here
-/// (`RouteTests.malformedForms`), and it refuses a repeated field that browsers and the embed's
-/// scripts may send.
+/// replacement character in it), where a form that is not UTF-8 is a `400` here (the route
+/// tests' malformed forms); and it refuses a repeated field, where this keeps the first.
 struct FormFields {
     private var values: [String: String] = [:]
 
