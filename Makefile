@@ -23,7 +23,7 @@ test:
 ## The storage and delivery tests again under Thread Sanitizer, which reports a data race between
 ## threads (as between the signup writer and the requests it answers) on the run it happens in. A
 ## build of its own in .build-tsan, so it does not rebuild the normal one; any report fails the run.
-THREAD_SUITES = StorageTests|SignupDatabaseTests|GroupCommitTests|OutboxTests|SendingRoleTests|OpeningQueueTests|DeliveryGovernorTests
+THREAD_SUITES = DoorbellTests|StorageTests|SignupDatabaseTests|GroupCommitTests|OutboxTests|SendingRoleTests|OpeningQueueTests|DeliveryGovernorTests
 
 test-threads:
 	@scripts/install-deps --test

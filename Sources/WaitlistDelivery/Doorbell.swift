@@ -1,27 +1,65 @@
 import Foundation
 import NIOConcurrencyHelpers
 import WaitlistCore
-import WaitlistMail
 
-/// Wakes a thread waiting for work: a ring is remembered until a waiter takes it.
+/// Wakes the sender's loop while it waits for work: a ring is remembered until the loop takes it.
+/// The loop waits without holding a thread; one waits at a time.
 final class Doorbell: Sendable {
-    private let condition = NSCondition()
-    private let rung = NIOLockedValueBox(false)
-
-    func ring() {
-        condition.lock()
-        rung.withLockedValue { $0 = true }
-        condition.broadcast()
-        condition.unlock()
+    private struct State {
+        var rung = false
+        /// The loop waiting, and the number of its wait, which its timer names.
+        var waiter: (wait: Int, continuation: CheckedContinuation<Void, Never>)?
+        var waits = 0
     }
 
-    /// Waits until rung or until `timeout` seconds have passed.
-    func wait(timeout: TimeInterval) {
-        condition.lock()
-        defer { condition.unlock() }
-        if !rung.withLockedValue({ $0 }) {
-            _ = condition.wait(until: Date().addingTimeInterval(timeout))
+    private let state = NIOLockedValueBox(State())
+
+    func ring() {
+        let waiter = state.withLockedValue { state in
+            guard let waiter = state.waiter else {
+                state.rung = true
+                return nil as CheckedContinuation<Void, Never>?
+            }
+            state.waiter = nil
+            return waiter.continuation
         }
-        rung.withLockedValue { $0 = false }
+        waiter?.resume()
+    }
+
+    /// Waits until rung or until `timeout` has passed.
+    func wait(timeout: Duration) async {
+        let wait = state.withLockedValue { state in
+            state.waits += 1
+            return state.waits
+        }
+        await withTaskGroup(of: Void.self) { timer in
+            timer.addTask {
+                guard (try? await Task.sleep(for: timeout)) != nil else { return }  // cancelled: the wait is over
+                self.expire(wait)
+            }
+            await withCheckedContinuation { continuation in
+                let rungAlready = state.withLockedValue { state in
+                    if state.rung || Task.isCancelled {
+                        state.rung = false
+                        return true
+                    }
+                    state.waiter = (wait, continuation)
+                    return false
+                }
+                if rungAlready { continuation.resume() }
+            }
+            timer.cancelAll()
+        }
+        state.withLockedValue { $0.rung = false }
+    }
+
+    /// The wait numbered `wait` timed out: it ends, if it still waits.
+    private func expire(_ wait: Int) {
+        let waiter = state.withLockedValue { state in
+            guard let waiter = state.waiter, waiter.wait == wait else { return nil as CheckedContinuation<Void, Never>? }
+            state.waiter = nil
+            return waiter.continuation
+        }
+        waiter?.resume()
     }
 }

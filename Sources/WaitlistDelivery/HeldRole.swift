@@ -10,7 +10,6 @@ final class HeldRole: Sendable {
     let lease: TimeInterval
     private let now: @Sendable () -> Date
     private let state: NIOLockedValueBox<(deadline: Date, lost: Bool, ended: Bool)>
-    private let renewals = NSCondition()
 
     init(owner: String, lease: TimeInterval, takenAt: Date, now: @escaping @Sendable () -> Date) {
         self.owner = owner
@@ -37,21 +36,13 @@ final class HeldRole: Sendable {
         state.withLockedValue { $0.lost = true }
     }
 
-    /// The period is over: the renewal ends.
+    /// The period is over: nothing more is renewed.
     func end() {
-        renewals.lock()
         state.withLockedValue { $0.ended = true }
-        renewals.broadcast()
-        renewals.unlock()
     }
 
-    /// Waits `interval` seconds (of the real clock) and says whether to renew: `false` once the period
-    /// ended or the role was lost.
-    func waitForRenewal(every interval: TimeInterval) -> Bool {
-        renewals.lock()
-        defer { renewals.unlock() }
-        let until = Date().addingTimeInterval(max(interval, 0.01))
-        while !state.withLockedValue({ $0.ended }) && renewals.wait(until: until) {}
-        return state.withLockedValue { !$0.ended && !$0.lost }
+    /// Whether the role is still to be renewed: the period goes on and the role was not lost.
+    var isHeld: Bool {
+        state.withLockedValue { !$0.ended && !$0.lost }
     }
 }

@@ -64,7 +64,7 @@ public final class OutboxSender: Sendable {
 
     /// The steps of one message and of the role, where tests inject freezes and crashes.
     enum Step: Sendable, Equatable {
-        /// The renewal thread is about to renew the role.
+        /// The renewal is about to renew the role.
         case renew
         /// A lane has a claimed message in hand, before waiting for its turn.
         case claimed(Int64)
@@ -215,11 +215,11 @@ public final class OutboxSender: Sendable {
             case .finished:
                 return
             case .wait(let seconds):
-                try await pool.runIfActive { self.doorbell.wait(timeout: seconds) }
+                await doorbell.wait(timeout: .seconds(seconds))
             case .work(let role):
                 if !(try await work(role: role, mode: mode, governor: governor, pool: pool, progress: progress)) {
                     // Due mail that no claim returned (another sender took it meanwhile): look again in a moment.
-                    try await pool.runIfActive { self.doorbell.wait(timeout: 0.5) }
+                    await doorbell.wait(timeout: .milliseconds(500))
                 }
             }
         }
@@ -260,7 +260,7 @@ public final class OutboxSender: Sendable {
         role: HeldRole, mode: Mode, governor: DeliveryGovernor, pool: NIOThreadPool, progress: @escaping @Sendable (Progress) -> Void
     ) async throws -> Bool {
         let queue = WorkQueue(sender: self, role: role)
-        let renewal = Task { try await pool.runIfActive { self.renew(role) } }
+        let renewal = Task { await self.renew(role, pool: pool) }
         let failure: (any Error)?
         do {
             try await withThrowingTaskGroup(of: Void.self) { lanes in
@@ -274,7 +274,8 @@ public final class OutboxSender: Sendable {
             failure = error
         }
         role.end()
-        _ = try? await renewal.value  // it ends with the period; a failure of its own was logged there
+        renewal.cancel()
+        await renewal.value  // it ends with the period; a failure of its own was logged there
         try await pool.runIfActive { self.endPeriod(queue) }
         if let failure, mode == .drain { throw failure }
         return queue.claimedAny
@@ -293,21 +294,28 @@ public final class OutboxSender: Sendable {
         }
     }
 
-    /// Renews the role every fifth of its lease until the period ends or the role is lost.
-    private func renew(_ role: HeldRole) {
-        let interval = lease / 5
-        while role.waitForRenewal(every: interval) {
-            probe?(.renew)
-            let started = now()
+    /// Renews the role every fifth of its lease until the period ends (the task is cancelled) or
+    /// the role is lost. It waits holding no thread; each renewal runs on the sender's pool.
+    private func renew(_ role: HeldRole, pool: NIOThreadPool) async {
+        let interval = Duration.seconds(max(lease / 5, 0.01))
+        while (try? await Task.sleep(for: interval)) != nil, role.isHeld {
             do {
-                if try store.renewSendingRole(owner: owner, lease: lease, now: started) {
-                    role.renewed(at: started)
-                } else {
-                    logger.warning("Another sender took the sending role over; this one stops")
-                    role.lose()
+                try await pool.runIfActive {
+                    self.probe?(.renew)
+                    let started = self.now()
+                    do {
+                        if try self.store.renewSendingRole(owner: self.owner, lease: self.lease, now: started) {
+                            role.renewed(at: started)
+                        } else {
+                            self.logger.warning("Another sender took the sending role over; this one stops")
+                            role.lose()
+                        }
+                    } catch {
+                        self.logger.error("Cannot renew the sending role", metadata: ["error": "\(self.store.describe(error))"])
+                    }
                 }
             } catch {
-                logger.error("Cannot renew the sending role", metadata: ["error": "\(store.describe(error))"])
+                return  // the pool is shutting down with the run
             }
         }
     }
