@@ -7,6 +7,12 @@ import Foundation
 /// A line is `KEY=value`, optionally after `export `; the value may be quoted with `"` or `'`
 /// (the quotes are removed; nothing is expanded). Blank lines and lines starting with `#` are
 /// skipped. Anything else is an error naming the file and the line.
+///
+/// Not swift-configuration's `EnvironmentVariablesProvider(environmentFilePath:)`: its parser (1.4.0)
+/// skips a line it cannot read without a word, keeps quotes in values and does not know `export `,
+/// where the same file is read by systemd (`EnvironmentFile=`) and sourced by shells; a mistyped
+/// line here stops the command with the file and the line named, rather than leaving a setting
+/// silently at its default.
 public enum ConfigFile {
     /// Where the file is looked for when `WAITLIST_CONFIG` is not set.
     public static let defaultPath = "/etc/waitlist/waitlist.env"
