@@ -159,20 +159,19 @@ extension AppDatabase {
     /// next write may be a signup answered `202`, which must be on the disk. The writer runs one
     /// call at a time, and this one holds it until the setting is back.
     ///
-    /// Setting the pragma only changes a flag of the connection (no I/O, no lock); it can fail
-    /// only when the connection is interrupted at that moment, which passes, so it is tried again
-    /// for up to a second. Should it still fail, the process stops (`preconditionFailure`) rather
-    /// than answer a signup it may lose: everything committed before is on the disk, and the
-    /// service manager starts the process again with new connections.
+    /// Setting the pragma only changes a flag of the connection (no I/O, no lock); it can fail only
+    /// when the statement is interrupted as it runs, and an interruption ends with the statement,
+    /// so it is tried again at once. Should it still fail, the process stops
+    /// (`preconditionFailure`) rather than answer a signup it may lose: everything committed before
+    /// is on the disk, and the service manager starts the process again with new connections.
     private static func restoreFullSync(_ db: Database) {
         var lastError: (any Error)?
-        for _ in 0..<1000 {
+        for _ in 0..<3 {
             do {
                 try db.cachedStatement(sql: "PRAGMA synchronous = FULL").execute()
                 return
             } catch {
                 lastError = error
-                usleep(1000)
             }
         }
         preconditionFailure(
