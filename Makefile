@@ -3,7 +3,7 @@
 
 SWIFT ?= swift
 
-.PHONY: run test test-threads build release install install-built lint format bench clean
+.PHONY: run test test-model test-threads build release install install-built lint format bench clean
 
 ## Build and serve http://127.0.0.1:8080 (mail goes to mail/*.eml unless WAITLIST_SMTP_URL is set).
 run:
@@ -11,14 +11,21 @@ run:
 	$(SWIFT) build --product waitlist
 	$(SWIFT) run waitlist serve
 
-## Run every test: unit, routes, CLI, live SMTP against aiosmtpd, then the flood and fuzz suites
-## (Tests/live, pytest + hypothesis) against the running server.
+## Run every test: the ownership protocol's model (spin), unit, routes, CLI, live SMTP against
+## aiosmtpd, then the flood and fuzz suites (Tests/live, pytest + hypothesis) against the running server.
 test:
 	@scripts/install-deps --test
 	scripts/check-imports
+	scripts/check-model
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
 	python3 -m pytest -q Tests/live
+
+## The outbox's ownership protocol (Tests/model/ownership.pml) checked by spin, every state of
+## three configurations, and spin finding the duplicate once the ownership check is taken out.
+test-model:
+	@scripts/install-deps --test
+	scripts/check-model
 
 ## The storage and delivery tests again under Thread Sanitizer, which reports a data race between
 ## threads (as between the signup writer and the requests it answers) on the run it happens in. A

@@ -26,6 +26,11 @@ final class HeldRole: Sendable {
         return !lost && deadline.timeIntervalSince(now()) > lease / 4
     }
 
+    /// When the lease ends, as this process believes.
+    var deadline: Date {
+        state.withLockedValue { $0.deadline }
+    }
+
     /// A renewal that began at `start` succeeded: the lease runs until `start + lease`.
     func renewed(at start: Date) {
         state.withLockedValue { $0.deadline = max($0.deadline, start.addingTimeInterval(lease)) }

@@ -196,7 +196,7 @@ public final class OutboxSender: Sendable {
     }
 
     /// What a run does next.
-    private enum NextStep: Sendable {
+    enum NextStep: Sendable {
         /// Nothing is due (a command's run ends).
         case finished
         /// Wait this many seconds, or until woken, and look again.
@@ -226,16 +226,22 @@ public final class OutboxSender: Sendable {
     }
 
     /// Looks for due mail and, when there is some, tries to take the role.
-    private func nextStep(mode: Mode, progress: @Sendable (Progress) -> Void) throws -> NextStep {
+    ///
+    /// The lease in memory counts from the same reading of the clock as the database's: a later
+    /// one (after the write waited for the lock, or after a freeze) would let the lanes believe in
+    /// a lease the database has already ended, and finish a message another sender may take over
+    /// (the model in `Tests/model` found this, `-DTAKEN_AT_LATER`).
+    func nextStep(mode: Mode, progress: @Sendable (Progress) -> Void) throws -> NextStep {
         let holder: SendingRoleHolder?
+        let takenAt = now()
         do {
-            guard try store.hasDueMail(now: now()) else { return mode == .drain ? .finished : .wait(1) }
-            holder = try store.takeSendingRole(owner: owner, lease: lease, now: now())
+            guard try store.hasDueMail(now: takenAt) else { return mode == .drain ? .finished : .wait(1) }
+            holder = try store.takeSendingRole(owner: owner, lease: lease, now: takenAt)
         } catch {
             try unavailable(error, mode: mode)
             return .wait(5)
         }
-        guard let holder else { return .work(HeldRole(owner: owner, lease: lease, takenAt: now(), now: now)) }
+        guard let holder else { return .work(HeldRole(owner: owner, lease: lease, takenAt: takenAt, now: now)) }
         // Another process sends: show what is left, and take over once it is done or gone.
         state.withLockedValue { $0.summary.waitedForAnotherSender = true }
         if mode == .drain, let due = try? store.backlog(now: now()).ready {  // only for the display: skipped when busy

@@ -131,9 +131,9 @@ extension AppDatabase {
     // MARK: - Outcomes
 
     /// Records that the relay accepted these messages, for the sender's lanes: one appended row a
-    /// message in `outbox_sent`, in one transaction for the whole group (``GroupCommit``). The outbox
-    /// rows become `sent` when the records are applied (``applySentRecords()``), which every claim
-    /// does first: until then a recorded row keeps its lease, and no sender can claim it again.
+    /// message in `outbox_sent`, in one transaction for the whole group (the sender's group commit).
+    /// The outbox rows become `sent` when the records are applied (``applySentRecords()``), which
+    /// every claim does first, so no claim takes a recorded row again.
     ///
     /// Unlike every other commit, these are not synced to the disk on their own (`synchronous =
     /// NORMAL` for this transaction only): the next synced commit or checkpoint takes them there. A

@@ -118,6 +118,32 @@ struct SendingRoleTests {
         // The message is still queued and due, for the sender that has the role.
         #expect(try world.database.backlog(now: clock.now).ready == 1)
     }
+
+    @Test("The lease in memory ends when the database's does: both count from one reading of the clock, however late the next")
+    func leaseInMemoryCountsFromTheSameReading() async throws {
+        // Given due mail, and a clock each reading of which is ten seconds after the one before
+        let world = try await TestWorld.make()
+        try await world.signUp("anna@example.com")
+        let reading = NIOLockedValueBox(world.clock.now)
+        let steppingClock: @Sendable () -> Date = {
+            reading.withLockedValue { now in
+                defer { now = now.addingTimeInterval(10) }
+                return now
+            }
+        }
+        let sender = OutboxSender(
+            store: world.database, transport: world.transport, composer: world.composer, concurrency: 1, logger: .init(label: "test"),
+            lease: 45, now: steppingClock, probe: nil)
+        // When it takes the role
+        guard case .work(let role) = try sender.nextStep(mode: .drain, progress: { _ in }) else {
+            Issue.record("the sender did not take the role")
+            return
+        }
+        // Then the deadline its lanes check is the one the database keeps, to the millisecond it stores
+        let stored = try #require(try world.database.sendingRoleHolder(now: .distantPast))
+        #expect(abs(role.deadline.timeIntervalSince(stored.expiresAt)) < 0.002, "memory \(role.deadline), database \(stored.expiresAt)")
+    }
+
 }
 
 /// A relay in memory that takes messages as the SMTP session does: it has a message only once the
