@@ -8,7 +8,7 @@ final class Doorbell: Sendable {
     private struct State {
         var rung = false
         /// The loop waiting, and the number of its wait, which its timer names.
-        var waiter: (wait: Int, continuation: CheckedContinuation<Void, Never>)?
+        var waiter: (wait: Int, continuation: CheckedContinuation<Bool, Never>)?
         var waits = 0
     }
 
@@ -18,26 +18,29 @@ final class Doorbell: Sendable {
         let waiter = state.withLockedValue { state in
             guard let waiter = state.waiter else {
                 state.rung = true
-                return nil as CheckedContinuation<Void, Never>?
+                return nil as CheckedContinuation<Bool, Never>?
             }
             state.waiter = nil
             return waiter.continuation
         }
-        waiter?.resume()
+        waiter?.resume(returning: true)
     }
 
     /// Waits until rung or until `timeout` has passed.
-    func wait(timeout: Duration) async {
+    ///
+    /// - Returns: whether a ring ended the wait (`false`: the time was up).
+    @discardableResult
+    func wait(timeout: Duration) async -> Bool {
         let wait = state.withLockedValue { state in
             state.waits += 1
             return state.waits
         }
-        await withTaskGroup(of: Void.self) { timer in
+        let rung = await withTaskGroup(of: Void.self) { timer in
             timer.addTask {
                 guard (try? await Task.sleep(for: timeout)) != nil else { return }  // cancelled: the wait is over
                 self.expire(wait)
             }
-            await withCheckedContinuation { continuation in
+            let rung = await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
                 let rungAlready = state.withLockedValue { state in
                     if state.rung || Task.isCancelled {
                         state.rung = false
@@ -46,20 +49,22 @@ final class Doorbell: Sendable {
                     state.waiter = (wait, continuation)
                     return false
                 }
-                if rungAlready { continuation.resume() }
+                if rungAlready { continuation.resume(returning: true) }
             }
             timer.cancelAll()
+            return rung
         }
         state.withLockedValue { $0.rung = false }
+        return rung
     }
 
     /// The wait numbered `wait` timed out: it ends, if it still waits.
     private func expire(_ wait: Int) {
         let waiter = state.withLockedValue { state in
-            guard let waiter = state.waiter, waiter.wait == wait else { return nil as CheckedContinuation<Void, Never>? }
+            guard let waiter = state.waiter, waiter.wait == wait else { return nil as CheckedContinuation<Bool, Never>? }
             state.waiter = nil
             return waiter.continuation
         }
-        waiter?.resume()
+        waiter?.resume(returning: false)
     }
 }
